@@ -1,0 +1,6 @@
+"""Neural networks: point encoders, set functions and the energy network (Eqs. 12-15)."""
+
+from .encoders import ConvEncoder, mlp
+from .energy import EnergyNet, EnergyNetConfig
+
+__all__ = ["ConvEncoder", "EnergyNet", "EnergyNetConfig", "mlp"]
