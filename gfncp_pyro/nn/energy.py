@@ -43,7 +43,7 @@ class EnergyNetConfig:
     encoder: Literal["mlp", "conv"] = "mlp"
     h_dim: int = 128
     g_dim: int = 512
-    hidden: int = 256
+    hidden: int = 128
     encoder_layers: int = 5
     g_layers: int = 6
     f_layers: int = 6
