@@ -122,10 +122,10 @@ def canonicalize(labels: torch.Tensor, mask: torch.Tensor | None = None) -> torc
     labels = _check_labels(labels)
     shape = labels.shape
     n = shape[-1]
+    if labels.numel() == 0:
+        return labels.long().clone()
     flat = labels.reshape(-1, n).long()
     rows = flat.shape[0]
-    if flat.numel() == 0:
-        return flat.reshape(shape)
     if mask is not None:
         mask = torch.as_tensor(mask, dtype=torch.bool, device=labels.device)
         if mask.shape != shape:

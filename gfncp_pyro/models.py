@@ -1,0 +1,213 @@
+"""The generative model of Eq. (1) in [1] as Pyro models, and its vectorised sampler.
+
+A Chinese Restaurant Process prior over partitions and a conjugate isotropic Gaussian mixture::
+
+    c     ~ CRP(alpha, N)                       site "c", one event of shape (N,)
+    mu_k  ~ Normal(0, sigma_mu^2 I_D)           site "mu", in the "clusters" plate
+    x_i   ~ Normal(mu_{c_i}, sigma_x^2 I_D)     site "x", in the "points" plate
+
+``sigma_mu`` and ``sigma_x`` are standard deviations; the paper's MoG preset (App. A.1 in [1])
+is ``D = 2, sigma_mu = 10, sigma_x = 1``. Three variants of the same distribution over
+``(c, x)``:
+
+* ``"dynamic"``: the clusters plate has the K clusters of ``c`` (``mu`` is ``(K, D)``);
+* ``"padded"``: the clusters plate has N slots (``mu`` is ``(N, D)``), empty slots drawn from
+  the prior, so every trace has the same shapes (``pyro.infer.Predictive`` works);
+* ``"collapsed"``: the means are integrated out; ``x`` is one observed site whose density is
+  the conjugate marginal (:class:`~gfncp_pyro.distributions.GaussianMixtureMarginal`).
+
+:meth:`CRPMixture.sample_batch` draws padded batches of ``(c, x)`` with different ``N`` and
+``K`` per set from exactly this distribution, without Pyro or Python loops: it is the training
+data source for Gaussian mixtures.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from .distributions import ChineseRestaurantProcess, GaussianMixtureMarginal, sample_crp_labels
+from .likelihoods import IsotropicGaussian
+from .partitions import PAD_LABEL, lengths_to_mask
+
+__all__ = ["CRPMixture", "MixtureBatch", "Variant", "mog2d"]
+
+Variant = Literal["dynamic", "padded", "collapsed"]
+
+
+class MixtureBatch(NamedTuple):
+    """A padded batch of data sets drawn from the model.
+
+    :ivar x: points ``(B, N_max, D)``, zeros at padding.
+    :ivar labels: canonical labels ``(B, N_max)``, ``PAD_LABEL`` at padding.
+    :ivar mask: ``(B, N_max)``, True on real points.
+    :ivar means: cluster means ``(B, N_max, D)``; slot ``k`` is cluster ``k``, slots ``>= K``
+        are prior draws that no point uses.
+    """
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor
+    means: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.mask.sum(-1)
+
+
+def _positive_float(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+class CRPMixture:
+    """CRP mixture of isotropic Gaussians (Eq. 1 in [1]) as a Pyro model.
+
+    Calling the object runs the model: ``mixture(x)`` conditions on points ``x`` of shape
+    ``(N, D)``; ``mixture(num_points=N)`` generates them.
+
+    :param float alpha: CRP concentration (> 0).
+    :param float sigma_mu: standard deviation of the prior of the cluster means.
+    :param float sigma_x: standard deviation of the points around their cluster mean.
+    :param int dim: dimension ``D`` of the points.
+    :param variant: ``"dynamic"``, ``"padded"`` or ``"collapsed"`` (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        sigma_mu: float = 10.0,
+        sigma_x: float = 1.0,
+        dim: int = 2,
+        variant: Variant = "dynamic",
+    ):
+        self.alpha = _positive_float(alpha, "alpha")
+        self.likelihood = IsotropicGaussian(sigma_mu=sigma_mu, sigma_x=sigma_x, dim=dim)
+        if variant not in ("dynamic", "padded", "collapsed"):
+            raise ValueError(
+                f"variant must be 'dynamic', 'padded' or 'collapsed', got {variant!r}"
+            )
+        self.variant = variant
+
+    @property
+    def sigma_mu(self) -> float:
+        return float(self.likelihood.sigma_mu)
+
+    @property
+    def sigma_x(self) -> float:
+        return float(self.likelihood.sigma_x)
+
+    @property
+    def dim(self) -> int:
+        return int(self.likelihood.dim)
+
+    def with_variant(self, variant: Variant) -> "CRPMixture":
+        """The same distribution with another variant."""
+        return CRPMixture(self.alpha, self.sigma_mu, self.sigma_x, self.dim, variant)
+
+    def __repr__(self) -> str:
+        return (
+            f"CRPMixture(alpha={self.alpha}, sigma_mu={self.sigma_mu}, sigma_x={self.sigma_x}, "
+            f"dim={self.dim}, variant={self.variant!r})"
+        )
+
+    # ------------------------------------------------------------------ the Pyro model
+    def check_points(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate observed points ``(N, D)``; raise ``ValueError`` with what to fix."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point torch.Tensor of shape (N, {self.dim})")
+        if x.ndim != 2 or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"x must have shape (N, {self.dim}) (one data set), got {tuple(x.shape)}; "
+                "for several data sets call the model once per set"
+            )
+        if x.shape[0] == 0:
+            raise ValueError("x has no points (N = 0); a data set needs at least one point")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or infinite values")
+        return x
+
+    def __call__(self, x: torch.Tensor | None = None, num_points: int | None = None):
+        """Run the model. Returns the sampled or observed points ``(N, D)``."""
+        if x is not None:
+            x = self.check_points(x)
+            if num_points is not None and num_points != x.shape[0]:
+                raise ValueError(f"num_points={num_points} disagrees with x of {x.shape[0]} points")
+            num_points = x.shape[0]
+            dtype, device = x.dtype, x.device
+        else:
+            if not isinstance(num_points, int) or isinstance(num_points, bool) or num_points < 1:
+                raise ValueError(f"num_points must be a positive integer when x is None, got {num_points!r}")
+            dtype, device = torch.get_default_dtype(), None
+        alpha = torch.tensor(self.alpha, dtype=dtype, device=device)
+        c = pyro.sample("c", ChineseRestaurantProcess(alpha, num_points))
+        if self.variant == "collapsed":
+            marginal = GaussianMixtureMarginal(c, self.sigma_mu, self.sigma_x, self.dim)
+            return pyro.sample("x", marginal, obs=x)
+        num_slots = num_points if self.variant == "padded" else int(c.max()) + 1
+        zero = torch.zeros(self.dim, dtype=dtype, device=device)
+        with pyro.plate("clusters", num_slots):
+            mu = pyro.sample("mu", dist.Normal(zero, self.sigma_mu).to_event(1))
+        with pyro.plate("points", num_points):
+            return pyro.sample("x", dist.Normal(mu[c], self.sigma_x).to_event(1), obs=x)
+
+    # ------------------------------------------------------------ the vectorised sampler
+    def sample_batch(
+        self,
+        lengths: torch.Tensor,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ) -> MixtureBatch:
+        """Draw one data set per entry of ``lengths`` from exactly this model's distribution.
+
+        Labels come from the exact vectorised CRP sampler; the means of all ``N_max`` slots and
+        the noise are drawn at once. Randomness is drawn on the CPU from ``generator`` (so a
+        seed gives the same batch on every device) and then moved to ``device``.
+
+        :param lengths: set sizes ``(B,)``, each >= 1.
+        :returns: a :class:`MixtureBatch`.
+        """
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        if lengths.ndim != 1 or lengths.numel() == 0:
+            raise ValueError(f"lengths must be a non-empty 1-D tensor (B,), got shape {tuple(lengths.shape)}")
+        if bool((lengths < 1).any()):
+            raise ValueError(f"every set needs at least one point, got lengths {lengths.tolist()}")
+        batch, n_max = lengths.shape[0], int(lengths.max())
+        alpha = torch.full((batch,), self.alpha, dtype=torch.float64)
+        labels = sample_crp_labels(alpha, lengths, generator=generator)
+        mask = lengths_to_mask(lengths, n_max)
+        means = self.sigma_mu * torch.randn(
+            (batch, n_max, self.dim), generator=generator, dtype=torch.float64
+        )
+        noise = self.sigma_x * torch.randn(
+            (batch, n_max, self.dim), generator=generator, dtype=torch.float64
+        )
+        index = labels.clamp(min=0).unsqueeze(-1).expand(-1, -1, self.dim)
+        x = torch.where(mask.unsqueeze(-1), means.gather(1, index) + noise, 0.0)
+        labels = torch.where(mask, labels, PAD_LABEL)
+        return MixtureBatch(
+            x=x.to(dtype=dtype, device=device),
+            labels=labels.to(device),
+            mask=mask.to(device),
+            means=means.to(dtype=dtype, device=device),
+        )
+
+
+def mog2d(alpha: float = 6.0, variant: Variant = "dynamic") -> CRPMixture:
+    """The paper's 2-D mixture of Gaussians (App. A.1 in [1]): ``sigma_mu = 10, sigma_x = 1``."""
+    return CRPMixture(alpha=alpha, sigma_mu=10.0, sigma_x=1.0, dim=2, variant=variant)

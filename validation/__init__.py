@@ -1,0 +1,1 @@
+"""Validation of GFNCP and NCP against exact posteriors (``python -m validation.exact``)."""
