@@ -53,10 +53,12 @@ def test_predictive_on_padded_variant():
     pyro.set_rng_seed(2)
     mixture = CRPMixture(alpha=1.0, sigma_mu=5.0, dim=2, variant="padded")
     samples = Predictive(mixture, num_samples=20)(num_points=5)
-    assert samples["c"].shape == (20, 5)
+    # Predictive left-pads sites outside every plate to the model's plate nesting (1 here)
+    assert samples["c"].shape == (20, 1, 5)
     assert samples["mu"].shape == (20, 5, 2)
     assert samples["x"].shape == (20, 5, 2)
     assert bool(is_canonical(samples["c"]).all())
+    assert len({tuple(c.tolist()) for c in samples["c"][:, 0]}) > 1
 
 
 def test_collapsed_joint_is_the_integrated_uncollapsed_joint():

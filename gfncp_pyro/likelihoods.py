@@ -1,0 +1,522 @@
+"""Conjugate Gaussian cluster likelihoods ``p(x_i | mu_{c_i})`` of Eq. (1) in [1].
+
+Two conjugate families share one interface (:class:`ConjugateGaussian`):
+
+* :class:`IsotropicGaussian`: ``mu_k ~ N(0, sigma_mu^2 I_D)``, ``x_i ~ N(mu_{c_i}, sigma_x^2 I_D)``
+  (the paper's MoG preset is ``D = 2, sigma_mu = 10, sigma_x = 1``, App. A.1 in [1]);
+* :class:`NormalInverseWishart`: unknown mean and covariance per cluster,
+  ``Sigma_k ~ IW(nu0, Psi)``, ``mu_k | Sigma_k ~ N(mu0, Sigma_k / kappa0)`` [2].
+
+Because the cluster parameters integrate out in closed form, everything is a function of the
+sufficient statistics of each block (count ``n``, mean ``xbar`` and within-block scatter ``S``):
+
+* :meth:`~ConjugateGaussian.log_marginal`: ``log p(x | c) = sum_k log p(x_{S_k})``, batched
+  over labellings and over padded sets;
+* :meth:`~ConjugateGaussian.subset_log_marginals`: ``log p(x_S)`` for all ``2^N`` subsets ``S``
+  of one small set, the table of the exact posterior (:mod:`gfncp_pyro.exact`);
+* :meth:`~ConjugateGaussian.posterior_params`: the conjugate posterior of the cluster
+  parameters given ``(x, c)``, which the guide samples ``mu`` from;
+* :meth:`~ConjugateGaussian.log_predictive`: the posterior predictive of a new point joining
+  each cluster or opening a new one.
+
+Statistics use the *within-cluster scatter form*: the block means first, then
+``S = sum_i (x_i - xbar)(x_i - xbar)^T`` in a second pass (never ``sum x^2 - n xbar^2``, which
+cancels catastrophically in float32 when the points sit far from the origin). All functions
+follow the dtype and device of ``x`` and work in log space.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+[2] K. P. Murphy. Conjugate Bayesian analysis of the Gaussian distribution. Technical note,
+    2007 (Secs. 2.3 and 9).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import torch
+
+from .partitions import check_canonical, num_clusters as count_clusters
+
+__all__ = [
+    "MAX_SUBSET_N",
+    "ConjugateGaussian",
+    "IsotropicGaussian",
+    "NormalInverseWishart",
+    "BlockStatistics",
+    "NormalPosterior",
+    "NIWPosterior",
+]
+
+MAX_SUBSET_N = 22
+"""Largest set for :meth:`ConjugateGaussian.subset_log_marginals` (``2^22`` subsets)."""
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class BlockStatistics(NamedTuple):
+    """Sufficient statistics of the blocks of a batch of labellings.
+
+    :ivar counts: block sizes ``(B, K)`` in the dtype of ``x`` (0 for empty slots).
+    :ivar means: block means ``(B, K, D)`` (0 for empty slots).
+    :ivar scatter: within-block scatter, ``(B, K)`` (sum of squares, isotropic) or
+        ``(B, K, D, D)`` (scatter matrices, Normal-inverse-Wishart).
+    """
+
+    counts: torch.Tensor
+    means: torch.Tensor
+    scatter: torch.Tensor
+
+
+class NormalPosterior(NamedTuple):
+    """Normal posterior ``N(loc, diag(scale^2))`` of each cluster mean, ``(B, K, D)`` each."""
+
+    loc: torch.Tensor
+    scale: torch.Tensor
+
+
+class NIWPosterior(NamedTuple):
+    """Posterior ``NIW(loc, kappa, nu, scale)`` of each cluster's mean and covariance.
+
+    :ivar loc: ``mu_n`` ``(B, K, D)``.
+    :ivar kappa: ``kappa_n = kappa0 + n`` ``(B, K)``.
+    :ivar nu: ``nu_n = nu0 + n`` ``(B, K)``.
+    :ivar scale: ``Psi_n`` ``(B, K, D, D)``.
+    """
+
+    loc: torch.Tensor
+    kappa: torch.Tensor
+    nu: torch.Tensor
+    scale: torch.Tensor
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+class ConjugateGaussian(ABC):
+    """Interface of a conjugate Gaussian cluster likelihood in ``D`` dimensions.
+
+    Subclasses supply the scatter of a deviation (:meth:`_scatter_term`) and the closed forms in
+    terms of block statistics; the batching, masking, validation and the subset table live here.
+    Shapes: ``x`` is ``(N, D)`` (one set, shared by all labellings) or ``(B, N, D)``; ``labels``
+    ``(N,)`` or ``(B, N)``; an optional boolean ``mask`` of the shape of ``labels`` marks the
+    real points of padded sets (a prefix of each row; labels and points beyond it are ignored).
+    Results carry the broadcast batch shape ``(B,)``, or ``()`` when neither ``x`` nor
+    ``labels`` has a batch dimension.
+    """
+
+    dim: int
+
+    # ------------------------------------------------------------ family-specific closed forms
+    @abstractmethod
+    def _scatter_term(self, delta: torch.Tensor) -> torch.Tensor:
+        """Scatter contribution of deviations ``(..., D)``: ``(...)`` or ``(..., D, D)``."""
+
+    @abstractmethod
+    def log_marginal_from_stats(
+        self, counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tensor
+    ) -> torch.Tensor:
+        """``log p(x_S)`` of blocks with the given statistics, shape ``counts.shape``.
+
+        Empty blocks (``counts == 0``) score 0.
+        """
+
+    @abstractmethod
+    def posterior_from_stats(self, counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tensor):
+        """Posterior of the cluster parameters given block statistics (empty blocks: prior)."""
+
+    @abstractmethod
+    def _log_predictive_from_stats(
+        self, x_new: torch.Tensor, counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tensor
+    ) -> torch.Tensor:
+        """``log p(x_new | block)`` for ``x_new`` ``(B, 1, D)`` and blocks ``(B, K)``."""
+
+    # ----------------------------------------------------------------------- validation
+    def _check_x(self, x, name: str = "x", ranks=(2, 3)) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
+        shapes = " or ".join({1: "(D,)", 2: "(N, D)", 3: "(B, N, D)"}[r] for r in ranks)
+        if x.ndim not in ranks or x.shape[-1] != self.dim:
+            raise ValueError(
+                f"{name} must have shape {shapes} with D = {self.dim}, got {tuple(x.shape)}"
+            )
+        return x
+
+    def _prepare(self, x, labels, mask):
+        """Validate and flatten to ``x (B, N, D)``, ``labels (B, N)``, ``mask (B, N)``."""
+        x = self._check_x(x)
+        if not isinstance(labels, torch.Tensor):
+            labels = torch.as_tensor(labels)
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+        if labels.ndim not in (1, 2):
+            raise ValueError(f"labels must have shape (N,) or (B, N), got {tuple(labels.shape)}")
+        n = x.shape[-2]
+        if labels.shape[-1] != n:
+            raise ValueError(
+                f"labels have length {labels.shape[-1]} but x has N = {n} points; "
+                "give one label per point"
+            )
+        labels = labels.to(device=x.device, dtype=torch.long)
+        if mask is not None:
+            mask = torch.as_tensor(mask, device=x.device)
+            if mask.dtype != torch.bool or mask.shape != labels.shape:
+                raise ValueError(
+                    f"mask must be a boolean tensor of the shape of labels {tuple(labels.shape)}, "
+                    f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
+                )
+            if bool((mask[..., 1:] & ~mask[..., :-1]).any()):
+                raise ValueError("mask must mark a prefix of each row (True then False), "
+                                 "i.e. real points first and padding on the right")
+        check_canonical(labels, mask)
+        try:
+            batch = torch.broadcast_shapes(x.shape[:-2], labels.shape[:-1])
+        except RuntimeError:
+            raise ValueError(
+                f"x batch shape {tuple(x.shape[:-2])} and labels batch shape "
+                f"{tuple(labels.shape[:-1])} do not match"
+            ) from None
+        rows = batch.numel()
+        x = x.expand(batch + x.shape[-2:]).reshape(rows, n, self.dim)
+        labels = labels.expand(batch + (n,)).reshape(rows, n)
+        if mask is None:
+            mask = torch.ones_like(labels, dtype=torch.bool)
+        else:
+            mask = mask.expand(batch + (n,)).reshape(rows, n)
+        finite = torch.isfinite(x).all(-1)
+        if not bool((finite | ~mask).all()):
+            raise ValueError("x contains NaN or infinite values at real points; clean the data "
+                             "(padding may hold any finite value)")
+        return x, labels, mask, batch
+
+    # --------------------------------------------------------------------- statistics
+    def _statistics(self, x, labels, mask, num_slots: int | None) -> BlockStatistics:
+        rows, n, dim = x.shape
+        k_max = int(count_clusters(labels, mask).max()) if rows and n else 0
+        if num_slots is None:
+            num_slots = k_max
+        elif isinstance(num_slots, bool) or not isinstance(num_slots, numbers.Integral) \
+                or num_slots < k_max:
+            raise ValueError(
+                f"num_clusters must be an integer >= the largest number of clusters "
+                f"({k_max}), got {num_slots!r}"
+            )
+        weight = mask.to(x.dtype)
+        index = torch.where(mask, labels, torch.zeros_like(labels))
+        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        counts = x.new_zeros(rows, num_slots).scatter_add_(1, index, weight)
+        index_d = index.unsqueeze(-1).expand(rows, n, dim)
+        sums = x.new_zeros(rows, num_slots, dim).scatter_add_(1, index_d, x)
+        means = sums / counts.clamp(min=1).unsqueeze(-1)
+        delta = (x - means.gather(1, index_d)) * weight.unsqueeze(-1)  # second pass
+        term = self._scatter_term(delta)  # (rows, n) or (rows, n, D, D)
+        event = term.shape[2:]
+        flat = term.reshape(rows, n, event.numel())
+        scatter = x.new_zeros(rows, num_slots, flat.shape[-1])
+        scatter.scatter_add_(1, index.unsqueeze(-1).expand_as(flat), flat)
+        return BlockStatistics(counts, means, scatter.reshape((rows, num_slots) + event))
+
+    def block_statistics(self, x, labels, num_clusters: int | None = None, mask=None) -> BlockStatistics:
+        """Counts, means and within-block scatter of every block (two passes, no loops).
+
+        :param torch.Tensor x: points ``(N, D)`` or ``(B, N, D)``.
+        :param torch.Tensor labels: canonical labels ``(N,)`` or ``(B, N)``.
+        :param int num_clusters: number of slots ``K`` (default: the largest number of clusters
+            in the batch); slots beyond a row's clusters are empty.
+        :param torch.Tensor mask: optional boolean ``(B, N)``, True on real points.
+        :returns: :class:`BlockStatistics` with leading shape ``(B, K)`` (``(K,)`` unbatched).
+        """
+        x, labels, mask, batch = self._prepare(x, labels, mask)
+        stats = self._statistics(x, labels, mask, num_clusters)
+        return BlockStatistics(*(t.reshape(batch + t.shape[1:]) for t in stats))
+
+    def log_marginal(self, x, labels, mask=None) -> torch.Tensor:
+        """``log p(x | c)`` with the cluster parameters integrated out (Eq. 1 in [1]).
+
+        The sum over blocks of :meth:`log_marginal_from_stats`. Cost ``O(B N D^2)`` time and
+        memory (``O(B N D)`` for the isotropic family), no Python loop.
+
+        :param torch.Tensor x: points ``(N, D)`` (shared by all labellings) or ``(B, N, D)``.
+        :param torch.Tensor labels: canonical labels ``(N,)`` or ``(B, N)``.
+        :param torch.Tensor mask: optional boolean ``(B, N)``, True on real points.
+        :returns: ``(B,)`` (``()`` when unbatched), dtype of ``x``.
+        """
+        x, labels, mask, batch = self._prepare(x, labels, mask)
+        stats = self._statistics(x, labels, mask, None)
+        return self.log_marginal_from_stats(*stats).sum(-1).reshape(batch)
+
+    def posterior_params(self, x, labels, num_clusters: int | None = None, mask=None):
+        """Posterior of each cluster's parameters given ``(x, c)``; empty slots get the prior.
+
+        Arguments as in :meth:`block_statistics`. Returns :class:`NormalPosterior` (isotropic)
+        or :class:`NIWPosterior` with leading shape ``(B, K)``.
+        """
+        return self.posterior_from_stats(*self.block_statistics(x, labels, num_clusters, mask))
+
+    def log_predictive(self, x_new, x, labels, mask=None) -> torch.Tensor:
+        """Log posterior predictive of ``x_new`` joining each cluster or opening a new one.
+
+        Column ``k < K_b`` of row ``b`` is ``log p(x_new | x_{c = k})``, column ``K_b`` is the
+        prior predictive (a new cluster) and columns beyond ``K_b`` (rows with fewer clusters
+        than the batch maximum ``K``) are ``-inf``. This is the action space of Eqs. (9)-(10)
+        and (21) in [1].
+
+        :param torch.Tensor x_new: the new point ``(D,)`` or ``(B, D)``.
+        :param torch.Tensor x: points ``(N, D)`` or ``(B, N, D)``.
+        :param torch.Tensor labels: canonical labels ``(N,)`` or ``(B, N)``.
+        :param torch.Tensor mask: optional boolean ``(B, N)``, True on real points.
+        :returns: ``(B, K + 1)`` (``(K + 1,)`` when nothing is batched), dtype of ``x``.
+        """
+        x_new = self._check_x(x_new, "x_new", ranks=(1, 2))
+        if not bool(torch.isfinite(x_new).all()):
+            raise ValueError("x_new contains NaN or infinite values")
+        x, labels, mask, batch = self._prepare(x, labels, mask)
+        try:
+            batch = torch.broadcast_shapes(batch, x_new.shape[:-1])
+        except RuntimeError:
+            raise ValueError(f"x_new batch shape {tuple(x_new.shape[:-1])} does not match the "
+                             f"batch shape {tuple(batch)} of x and labels") from None
+        rows = batch.numel()
+        x = x.expand(rows, *x.shape[1:])
+        labels, mask = labels.expand(rows, -1), mask.expand(rows, -1)
+        x_new = x_new.to(x).expand(batch + (self.dim,)).reshape(rows, 1, self.dim)
+        k = count_clusters(labels, mask) if labels.shape[-1] else labels.new_zeros(rows)
+        num_slots = int(k.max()) + 1 if rows else 1
+        stats = self._statistics(x, labels, mask, num_slots)
+        out = self._log_predictive_from_stats(x_new, *stats)
+        beyond = torch.arange(num_slots, device=x.device) > k.unsqueeze(-1)
+        out = out.masked_fill(beyond, -math.inf)
+        return out.reshape(batch + (num_slots,))
+
+    # --------------------------------------------------------------------- subset table
+    def subset_log_marginals(self, x) -> torch.Tensor:
+        """``log p(x_S)`` of every subset ``S`` of one set, taken as a single cluster.
+
+        Entry ``s`` is the subset whose bitmask is ``s`` (bit ``i`` = point ``i``); entry 0 (the
+        empty set) is 0. The statistics are built by doubling over the bits: the subsets whose
+        highest bit is ``i`` are the subsets of points ``0..i-1`` plus point ``i``, updated with
+        Welford's stable increment ``xbar' = xbar + (x_i - xbar)/n'``,
+        ``S' = S + (n/n') (x_i - xbar)(x_i - xbar)^T``. Cost ``O(2^N D)`` time and memory for
+        the isotropic family, ``O(2^N D^3)`` time and ``O(2^N D^2)`` memory for the
+        Normal-inverse-Wishart family (its log-determinants); ``N`` sequential steps.
+
+        :param torch.Tensor x: one set of points ``(N, D)``, ``N <= 22``.
+        :returns: ``(2^N,)`` in the dtype of ``x``.
+        """
+        x = self._check_x(x, ranks=(2,))
+        n = x.shape[0]
+        if n > MAX_SUBSET_N:
+            raise ValueError(f"x has N = {n} points; the subset table has 2^N entries and "
+                             f"is limited to N <= {MAX_SUBSET_N}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or infinite values")
+        counts = x.new_zeros(1)
+        means = x.new_zeros(1, self.dim)
+        scatter = self._scatter_term(x.new_zeros(1, self.dim))
+        for i in range(n):
+            grown = counts + 1
+            delta = x[i] - means
+            new_means = means + delta / grown.unsqueeze(-1)
+            factor = (counts / grown).reshape((-1,) + (1,) * (scatter.ndim - 1))
+            new_scatter = scatter + factor * self._scatter_term(delta)
+            counts = torch.cat([counts, grown])
+            means = torch.cat([means, new_means])
+            scatter = torch.cat([scatter, new_scatter])
+        return self.log_marginal_from_stats(counts, means, scatter)
+
+
+class IsotropicGaussian(ConjugateGaussian):
+    """Isotropic Normal-Normal clusters: ``mu_k ~ N(0, sigma_mu^2 I_D)``,
+    ``x_i ~ N(mu_{c_i}, sigma_x^2 I_D)``.
+
+    :param float sigma_mu: prior standard deviation of the cluster means (> 0).
+    :param float sigma_x: standard deviation of the points around their mean (> 0).
+    :param int dim: dimension ``D``.
+    """
+
+    def __init__(self, sigma_mu: float, sigma_x: float, dim: int):
+        self.sigma_mu = _positive_float(sigma_mu, "sigma_mu")
+        self.sigma_x = _positive_float(sigma_x, "sigma_x")
+        self.dim = _positive_int(dim, "dim")
+
+    def __repr__(self) -> str:
+        return f"IsotropicGaussian(sigma_mu={self.sigma_mu}, sigma_x={self.sigma_x}, dim={self.dim})"
+
+    def _scatter_term(self, delta):
+        return delta.square().sum(-1)
+
+    def log_marginal_from_stats(self, counts, means, scatter):
+        """Per dimension the block is ``N(0, sigma_x^2 I + sigma_mu^2 11^T)``, so::
+
+            log p = -(nD/2) log(2 pi sigma_x^2) - (D/2) log(1 + n sigma_mu^2 / sigma_x^2)
+                    - S / (2 sigma_x^2) - n ||xbar||^2 / (2 (sigma_x^2 + n sigma_mu^2))
+
+        :param counts: ``(...)``; :param means: ``(..., D)``; :param scatter: ``(...)``.
+        :returns: ``(...)``, 0 where ``counts == 0``.
+        """
+        n = counts.to(means.dtype)
+        vx, vm = self.sigma_x**2, self.sigma_mu**2
+        d = self.dim
+        log_p = (
+            -0.5 * n * d * (_LOG_2PI + math.log(vx))
+            - 0.5 * d * torch.log1p(n * (vm / vx))
+            - scatter / (2 * vx)
+            - n * means.square().sum(-1) / (2 * (vx + n * vm))
+        )
+        return torch.where(n > 0, log_p, torch.zeros_like(log_p))
+
+    def posterior_from_stats(self, counts, means, scatter) -> NormalPosterior:
+        """``mu_k | x ~ N(n sigma_mu^2 xbar / (sigma_x^2 + n sigma_mu^2),
+        sigma_mu^2 sigma_x^2 / (sigma_x^2 + n sigma_mu^2))`` per dimension."""
+        n = counts.to(means.dtype).unsqueeze(-1)
+        vx, vm = self.sigma_x**2, self.sigma_mu**2
+        total = vx + n * vm
+        loc = n * vm * means / total
+        scale = torch.sqrt(vm * vx / total).expand_as(loc)
+        return NormalPosterior(loc, scale)
+
+    def _log_predictive_from_stats(self, x_new, counts, means, scatter):
+        loc, scale = self.posterior_from_stats(counts, means, scatter)
+        var = self.sigma_x**2 + scale[..., 0].square()  # (B, K)
+        dist2 = (x_new - loc).square().sum(-1)
+        return -0.5 * self.dim * (_LOG_2PI + torch.log(var)) - dist2 / (2 * var)
+
+
+def _log_multigamma(a: torch.Tensor, dim: int) -> torch.Tensor:
+    """``log Gamma_D(a)`` without the constant ``D(D-1)/4 log pi`` (it cancels in ratios)."""
+    shifts = torch.arange(dim, dtype=a.dtype, device=a.device) / 2
+    return torch.lgamma(a.unsqueeze(-1) - shifts).sum(-1)
+
+
+def _log_det_and_cholesky(matrix: torch.Tensor):
+    chol = torch.linalg.cholesky(matrix)
+    return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1), chol
+
+
+class NormalInverseWishart(ConjugateGaussian):
+    """Gaussian clusters with unknown mean and covariance under a Normal-inverse-Wishart prior:
+    ``Sigma_k ~ IW(nu0, Psi)``, ``mu_k | Sigma_k ~ N(mu0, Sigma_k / kappa0)``,
+    ``x_i ~ N(mu_{c_i}, Sigma_{c_i})`` (Sec. 9 of [2]).
+
+    :param int dim: dimension ``D``.
+    :param mu0: prior mean, a number (times the ones vector) or ``(D,)``.
+    :param float kappa0: prior pseudo-count of the mean (> 0).
+    :param float nu0: prior degrees of freedom (> D - 1; default ``D + 2``, which gives the
+        prior covariance the finite mean ``Psi / (nu0 - D - 1) = Psi``).
+    :param scale: ``Psi``, symmetric positive definite ``(D, D)``, or a positive number times
+        the identity (default: the identity).
+    """
+
+    def __init__(self, dim: int, mu0=0.0, kappa0: float = 1.0, nu0: float | None = None, scale=None):
+        self.dim = _positive_int(dim, "dim")
+        mu0 = torch.as_tensor(mu0, dtype=torch.float64)
+        if mu0.ndim == 0:
+            mu0 = mu0.expand(self.dim).clone()
+        if mu0.shape != (self.dim,) or not bool(torch.isfinite(mu0).all()):
+            raise ValueError(f"mu0 must be a finite number or a finite vector of shape "
+                             f"({self.dim},), got {mu0.tolist()}")
+        self.mu0 = mu0
+        self.kappa0 = _positive_float(kappa0, "kappa0")
+        nu0 = self.dim + 2.0 if nu0 is None else nu0
+        try:
+            nu0 = float(nu0)
+        except (TypeError, ValueError):
+            raise ValueError(f"nu0 must be a finite number > dim - 1 = {self.dim - 1}, got {nu0!r}") from None
+        if not math.isfinite(nu0) or nu0 <= self.dim - 1:
+            raise ValueError(f"nu0 must be a finite number > dim - 1 = {self.dim - 1}, got {nu0!r}")
+        self.nu0 = nu0
+        if scale is None:
+            scale = torch.eye(self.dim, dtype=torch.float64)
+        else:
+            scale = torch.as_tensor(scale, dtype=torch.float64)
+            if scale.ndim == 0:
+                scale = _positive_float(scale.item(), "scale") * torch.eye(self.dim, dtype=torch.float64)
+        if scale.shape != (self.dim, self.dim) or not bool(torch.isfinite(scale).all()):
+            raise ValueError(f"scale must be a finite ({self.dim}, {self.dim}) matrix or a "
+                             f"positive number, got shape {tuple(scale.shape)}")
+        if not torch.allclose(scale, scale.T, rtol=1e-10, atol=1e-12):
+            raise ValueError("scale must be symmetric; pass (Psi + Psi.T) / 2")
+        if int(torch.linalg.cholesky_ex(scale).info) != 0:
+            raise ValueError("scale must be positive definite (its Cholesky factorisation failed)")
+        self.scale = scale
+
+    def __repr__(self) -> str:
+        return (f"NormalInverseWishart(dim={self.dim}, mu0={self.mu0.tolist()}, kappa0={self.kappa0}, "
+                f"nu0={self.nu0}, scale={self.scale.tolist()})")
+
+    def _scatter_term(self, delta):
+        return delta.unsqueeze(-1) * delta.unsqueeze(-2)
+
+    def posterior_from_stats(self, counts, means, scatter) -> NIWPosterior:
+        """``kappa_n = kappa0 + n``, ``nu_n = nu0 + n``, ``mu_n = (kappa0 mu0 + n xbar) / kappa_n``,
+        ``Psi_n = Psi + S + (kappa0 n / kappa_n)(xbar - mu0)(xbar - mu0)^T`` (Sec. 9 of [2])."""
+        n = counts.to(means.dtype)
+        mu0 = self.mu0.to(means)
+        psi = self.scale.to(means)
+        kappa = self.kappa0 + n
+        nu = self.nu0 + n
+        loc = (self.kappa0 * mu0 + n.unsqueeze(-1) * means) / kappa.unsqueeze(-1)
+        shrink = (self.kappa0 * n / kappa)[..., None, None]
+        scale = psi + scatter + shrink * self._scatter_term(means - mu0)
+        return NIWPosterior(loc, kappa, nu, scale)
+
+    def log_marginal_from_stats(self, counts, means, scatter):
+        """``log p(x_S) = -(nD/2) log pi + log Gamma_D(nu_n/2) - log Gamma_D(nu0/2)
+        + (nu0/2) log|Psi| - (nu_n/2) log|Psi_n| + (D/2) log(kappa0 / kappa_n)`` (Sec. 9
+        of [2]); log-determinants by Cholesky.
+
+        :param counts: ``(...)``; :param means: ``(..., D)``; :param scatter: ``(..., D, D)``.
+        :returns: ``(...)``, 0 where ``counts == 0``.
+        """
+        post = self.posterior_from_stats(counts, means, scatter)
+        n = counts.to(means.dtype)
+        d = self.dim
+        log_det_prior, _ = _log_det_and_cholesky(self.scale.to(means))
+        log_det_post, _ = _log_det_and_cholesky(post.scale)
+        log_p = (
+            -0.5 * n * d * math.log(math.pi)
+            + _log_multigamma(post.nu / 2, d)
+            - _log_multigamma(torch.full_like(n, self.nu0 / 2), d)
+            + 0.5 * self.nu0 * log_det_prior
+            - 0.5 * post.nu * log_det_post
+            + 0.5 * d * (math.log(self.kappa0) - torch.log(post.kappa))
+        )
+        return torch.where(n > 0, log_p, torch.zeros_like(log_p))
+
+    def _log_predictive_from_stats(self, x_new, counts, means, scatter):
+        """Multivariate Student-t with ``nu_n - D + 1`` degrees of freedom, location ``mu_n``
+        and shape ``Psi_n (kappa_n + 1) / (kappa_n (nu_n - D + 1))`` (Sec. 9 of [2])."""
+        post = self.posterior_from_stats(counts, means, scatter)
+        d = self.dim
+        df = post.nu - d + 1
+        factor = (post.kappa + 1) / (post.kappa * df)
+        log_det_psi, chol = _log_det_and_cholesky(post.scale)
+        delta = (x_new - post.loc).unsqueeze(-1)
+        z = torch.linalg.solve_triangular(chol, delta, upper=False).squeeze(-1)
+        maha = z.square().sum(-1) / factor
+        return (
+            torch.lgamma((df + d) / 2)
+            - torch.lgamma(df / 2)
+            - 0.5 * d * (torch.log(df) + math.log(math.pi) + torch.log(factor))
+            - 0.5 * log_det_psi
+            - 0.5 * (df + d) * torch.log1p(maha / df)
+        )

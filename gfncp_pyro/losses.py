@@ -1,0 +1,120 @@
+"""Training losses of GFNCP (Sec. 4.1 in [1]) and NCP (Eq. 11 in [1]), per set.
+
+Every function takes tensors (mostly the :class:`~gfncp_pyro.policy.StepEnergies` of one
+teacher-forced pass) and returns one value per set, ``(B,)``; the trainer weighs and averages
+them (Eq. 29 in [1]): MC and reg on data and on uniformly random partitions of the same points,
+CD on data only. The uniform partitions of Alg. 1, line 9 come from
+:func:`gfncp_pyro.partitions.sample_uniform_partitions`.
+
+Energy sign: probabilities are proportional to ``exp(-E)``, a log-flow is ``-E``.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from .policy import StepEnergies, step_log_normalizer, taken_energies, trajectory_log_prob
+
+__all__ = [
+    "FLOWS",
+    "marginal_consistency",
+    "contrastive_divergence",
+    "energy_regularizer",
+    "final_energy",
+    "ncp_nll",
+]
+
+FLOWS = ("consistent", "paper")
+"""Flow parametrisations accepted by :func:`marginal_consistency`."""
+
+
+def _paper_energies(step_energies: StepEnergies) -> torch.Tensor:
+    """The paper's normalised energies ``Ehat`` (Sec. 4 in [1]), 0-based steps, 0 off-mask.
+
+    ``Ehat[0, 0] = 0``; ``Ehat[t, k] = E[t, k] - min_k' E[t, k']`` for ``1 <= t < N - 1``;
+    ``Ehat[N - 1, k] = E[N - 1, k]``.
+    """
+    energies, candidates, _, steps = step_energies
+    safe = torch.where(candidates, energies, 0.0)
+    lowest = torch.where(candidates, safe, math.inf).amin(-1, keepdim=True)
+    lowest = torch.where(candidates.any(-1, keepdim=True), lowest, 0.0)
+    t = torch.arange(steps.shape[1], device=steps.device)
+    last = steps.sum(1, keepdim=True) - 1
+    interior = ((t >= 1) & (t < last)).unsqueeze(-1)
+    shifted = torch.where(interior, safe - lowest, safe)
+    shifted = torch.where((t == 0).view(1, -1, 1), 0.0, shifted)
+    return torch.where(candidates, shifted, 0.0)
+
+
+def marginal_consistency(
+    step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
+) -> torch.Tensor:
+    """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
+
+    ``sum_{t=1}^{N-1} (E[t-1, a_{t-1}] + logsumexp_k(-E[t, k]))^2`` in 0-based steps, i.e. the
+    parent's log-flow against the log of its children's summed flows.
+
+    :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
+    :param flow: ``"consistent"``: unshifted log-flows ``log F(s_t) = -E[c_{1:t}]``; a
+        consistent model can make every residual zero, and then ``exp(-E[c_1])`` is the
+        partition function. ``"paper"``: the min-shifted ``Ehat`` of Sec. 4 in [1]
+        (``Ehat[c_1] = 0``, ``Ehat = E - min`` over the step's candidates for ``2 <= n < N``,
+        ``Ehat[c_{1:N}] = E[c_{1:N}]``). With that shift every intermediate flow is ``<= 1``
+        while the children's flows sum to ``>= 1``, so the loss can be zero only for a
+        deterministic policy.
+    :raises ValueError: on an unknown ``flow``.
+    """
+    if flow not in FLOWS:
+        raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
+    if flow == "paper":
+        energies = _paper_energies(step_energies)
+        index = step_energies.actions.clamp(min=0).unsqueeze(-1)
+        taken = energies.gather(2, index).squeeze(-1)
+        children = step_log_normalizer(step_energies, energies)
+    else:
+        taken = taken_energies(step_energies)
+        children = step_log_normalizer(step_energies)
+    residual = taken[:, :-1] + children[:, 1:]  # steps t = 1..N_max-1
+    valid = step_energies.step_mask[:, 1:]
+    return torch.where(valid, residual, 0.0).square().sum(1)
+
+
+def final_energy(step_energies: StepEnergies) -> torch.Tensor:
+    """Energy of the full partition ``E[c_{1:N}] = E[N_b - 1, a_{N_b - 1}]`` per set ``(B,)``."""
+    last = step_energies.step_mask.sum(1, keepdim=True) - 1
+    return taken_energies(step_energies).gather(1, last).squeeze(1)
+
+
+def contrastive_divergence(energy_data: torch.Tensor, energy_sample: torch.Tensor) -> torch.Tensor:
+    """Surrogate of the reward loss, ``E[c_{1:N}] - E[c~_{1:N}]`` per set ``(B,)``.
+
+    Its gradient is the contrastive-divergence gradient of Eq. (27) in [1] with one policy
+    sample ``c~`` (drawn under ``no_grad``, re-scored by one teacher-forced pass, with grad).
+
+    :param torch.Tensor energy_data: ``(B,)`` :func:`final_energy` of the data partitions.
+    :param torch.Tensor energy_sample: ``(B,)`` :func:`final_energy` of the policy samples.
+    """
+    if energy_data.shape != energy_sample.shape:
+        raise ValueError(
+            f"energy_data {tuple(energy_data.shape)} and energy_sample "
+            f"{tuple(energy_sample.shape)} must have the same shape (B,)"
+        )
+    return energy_data - energy_sample
+
+
+def energy_regularizer(energy_final: torch.Tensor) -> torch.Tensor:
+    """Energy regulariser ``E[c_{1:N}]^2`` of Eq. (28) in [1], elementwise ``(B,)``."""
+    return energy_final.square()
+
+
+def ncp_nll(step_energies: StepEnergies) -> torch.Tensor:
+    """NCP's loss, Eq. (11) in [1]: ``-log q(c | x)`` along the given order, per set ``(B,)``."""
+    return -trajectory_log_prob(step_energies)
