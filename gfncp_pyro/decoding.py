@@ -10,18 +10,23 @@ where ``E[t, k] = f(G^{(t,k)}, U_{t+1})`` (Eqs. 12-15 in [1]; probability is pro
 ``exp(-E)``). The log-probability of a decoded clustering is ``sum_t log P(a_t | a_{<t})``
 (Eq. (30) in [1], without the ``1/N!`` order factor); step 0 contributes 0.
 
-Decoding is sequential over the steps, but each step costs ``O(K d)`` per decoding thanks to an
-incremental state: the running cluster sums ``H_j`` ``(B, S, K_cap, h_dim)``, their cached
-images ``g(H_j)`` ``(B, S, K_cap, g_dim)`` (zero on unused slots) and the suffix sums ``U_{t+1}``
-of ``u`` over the still-unassigned points. For the ``K_t + 1`` candidates only one cluster sum
+Decoding is sequential over the steps, but each step costs ``O(K d)`` per decoding (times the
+layer widths) thanks to an incremental state: the running cluster sums ``H_j``
+``(B, S, K_cap, h_dim)``, their cached images under ``g`` and the suffix sums ``U_{t+1}`` of
+``u`` over the still-unassigned points. For the ``K_t + 1`` candidates only one cluster sum
 changes, so with ``S_g = sum_j g(H_j)``::
 
     G^{(t,k)} = S_g - g(H_k) + g(H_k + h_t),      k = 0, ..., K_t,
 
-which also covers the new cluster (slot ``K_t`` holds ``H = 0`` and ``g(H) = 0``). One ``g``
-call on the ``(B, S, K + 1)`` rows ``H_k + h_t`` and one ``f`` call per step; the chosen row then
-replaces ``H_k`` and ``g(H_k)``. There is no Python loop over points or clusters besides the
-loop over steps, and memory is ``O(B N d + B S K d)``.
+which also covers the new cluster (slot ``K_t`` holds ``H = 0`` and ``g(H) = 0``). Since ``g``
+ends and ``f`` starts with a linear layer, ``g(.)`` is only needed through ``f``'s first layer
+``W_G``: the state caches ``W_G g(H_j)`` (``hidden`` wide instead of ``g_dim``) and ``g``'s last
+layer is folded into ``W_G``, exactly as in teacher forcing (:mod:`gfncp_pyro.policy`). Per
+step there is one pass of ``g`` (up to its last layer) over the ``(B, S, K + 1)`` rows
+``H_k + h_t`` and one pass of ``f`` (from its first activation) over the candidates; the chosen
+row then replaces ``H_k`` and its projection. ``sum_j W_G g(H_j)`` is re-summed from the cached
+rows at each step (``O(K)``, no drift from running updates). There is no Python loop over
+points or clusters besides the loop over steps, and memory is ``O(B N d + B S K d)``.
 
 **Host synchronisation.** The number of candidates evaluated at a step is a host integer
 ``W >= max K_t + 1`` (bounding it by the step index alone would make decoding quadratic in
@@ -55,6 +60,7 @@ import torch
 
 from .nn import EnergyNet
 from .partitions import PAD_LABEL, canonicalize, lengths_to_mask
+from .policy import _fused_heads
 
 __all__ = ["sample", "greedy", "beam_search"]
 
@@ -141,15 +147,16 @@ def _check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _make_generator(generator, device: torch.device) -> torch.Generator:
+def _make_generator(generator) -> torch.Generator:
+    """The given generator, a CPU generator seeded with an int, or a fresh random one."""
     if isinstance(generator, torch.Generator):
         return generator
     if generator is None:
-        fresh = torch.Generator(device=device)
+        fresh = torch.Generator()
         fresh.seed()
         return fresh
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        return torch.Generator(device=device).manual_seed(int(generator))
+        return torch.Generator().manual_seed(int(generator))
     raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
 
 
@@ -161,64 +168,79 @@ def _make_generator(generator, device: torch.device) -> torch.Generator:
 class _ClusterState:
     """Running cluster sums of ``S`` decodings of each of ``B`` sets (Eqs. 12-13 in [1]).
 
+    ``g`` is only ever read through ``f``'s first linear layer, so the state caches the
+    projections ``P_j = W_G g(H_j)`` (``W_G``: the ``G`` columns of that layer) instead of the
+    ``g_dim``-wide ``g(H_j)``, and ``g``'s last linear layer is folded into ``W_G``
+    (:func:`gfncp_pyro.policy._fused_heads`, shared with teacher forcing).
+
     :ivar H: cluster sums ``(B, S, K_cap, h_dim)``, zero on unused slots.
-    :ivar gH: ``g(H)`` ``(B, S, K_cap, g_dim)``, zero on unused slots.
+    :ivar P: ``W_G g(H)`` ``(B, S, K_cap, hidden)``, zero on unused slots.
     :ivar K: number of open clusters ``(B, S)``.
     :ivar int width: host bound ``>= max K + 1`` on the candidates of the next step.
     """
 
-    def __init__(self, net: EnergyNet, h0: torch.Tensor, num_samples: int, n_max: int):
+    def __init__(self, heads, h0: torch.Tensor, num_samples: int, n_max: int):
         batch, h_dim = h0.shape
-        self.net = net
+        self.heads = heads
         self.n_max = n_max
         capacity = min(n_max, _INITIAL_CAPACITY)
-        g0 = net.g(h0)
+        p0 = self._project(h0)
         self.H = h0.new_zeros(batch, num_samples, capacity, h_dim)
-        self.gH = g0.new_zeros(batch, num_samples, capacity, g0.shape[-1])
+        self.P = p0.new_zeros(batch, num_samples, capacity, p0.shape[-1])
         self.H[:, :, 0] = h0.unsqueeze(1)
-        self.gH[:, :, 0] = g0.unsqueeze(1)
+        self.P[:, :, 0] = p0.unsqueeze(1)
         self.K = torch.ones(batch, num_samples, dtype=torch.long, device=h0.device)
         self.width = 2
         self._synced_width = 2
         self._sync_every_step = h0.device.type == "cpu"
 
-    def candidates(self, h_t: torch.Tensor, U_next: torch.Tensor):
+    def _project(self, H: torch.Tensor) -> torch.Tensor:
+        """``W_G g(H)``: ``(..., h_dim) -> (..., hidden)``."""
+        return torch.nn.functional.linear(self.heads.g_trunk(H), self.heads.weight, self.heads.bias)
+
+    def candidates(self, h_t: torch.Tensor, offset_t: torch.Tensor):
         """Energies of the candidates of one step (Eqs. 12-15 in [1]).
 
+        ``f``'s first layer applied to ``(G^{(t,k)}, U_{t+1})`` is
+        ``sum_j P_j - P_k + W_G g(H_k + h_t) + offset_t``.
+
         :param h_t: ``h`` of the point assigned at this step, ``(B, h_dim)``.
-        :param U_next: sum of ``u`` over the points after it, ``(B, h_dim)``.
+        :param offset_t: ``W_U U_{t+1}`` plus the layer's bias, ``(B, hidden)``.
         :returns: ``E (B, S, W)``, ``valid (B, S, W)`` (``k <= K``), and the candidate rows
-            ``H_k + h_t`` ``(B, S, W, h_dim)`` and their ``g`` ``(B, S, W, g_dim)``.
+            ``H_k + h_t`` ``(B, S, W, h_dim)`` with their projections ``(B, S, W, hidden)``.
         """
         width = self.width
         if width > self.H.shape[2]:
             self._grow(width)
-        H = self.H[:, :, :width]
-        gH = self.gH[:, :, :width]
-        rows = H + h_t[:, None, None, :]
-        g_rows = self.net.g(rows)
-        G = gH.sum(2, keepdim=True) - gH + g_rows
-        energy = self.net.f(G, U_next[:, None, None, :])
+        P = self.P[:, :, :width]
+        rows = self.H[:, :, :width] + h_t[:, None, None, :]
+        projected = self._project(rows)
+        first_layer = P.sum(2, keepdim=True) - P + projected + offset_t[:, None, None, :]
+        energy = self.heads.f_tail(first_layer).squeeze(-1)
         valid = torch.arange(width, device=energy.device) <= self.K.unsqueeze(-1)
-        return energy, valid, rows, g_rows
+        return energy, valid, rows, projected
 
-    def commit(self, choice, active, rows, g_rows, parent=None):
-        """Assign the step's point to cluster ``choice`` ``(B, S)`` where ``active`` ``(B, S)``.
+    def commit(self, choice, active, rows, projected, parent=None):
+        """Assign the step's point to cluster ``choice`` ``(B, S)`` (``0 <= choice < W``).
+
+        ``K`` only grows where ``active`` ``(B, S)``. Masks are prefixes, so a decoding is
+        inactive only after its set has ended; its sums are then no longer read and are
+        updated regardless (they stay finite), which saves masking them.
 
         With ``parent`` ``(B, S)`` (beam search) decoding ``s`` first becomes a copy of decoding
-        ``parent[b, s]``; ``rows``, ``g_rows`` and ``choice`` refer to the parents' candidates.
+        ``parent[b, s]``; ``rows``, ``projected`` and ``choice`` refer to the parents'
+        candidates.
         """
         if parent is not None:
             self.H = _take(self.H, parent)
-            self.gH = _take(self.gH, parent)
+            self.P = _take(self.P, parent)
             self.K = self.K.gather(1, parent)
             rows = _take(rows, parent)
-            g_rows = _take(g_rows, parent)
-        slot = choice.clamp(min=0)[..., None, None]
-        for state, new in ((self.H, rows), (self.gH, g_rows)):
+            projected = _take(projected, parent)
+        slot = choice[..., None, None]
+        for state, new in ((self.H, rows), (self.P, projected)):
             index = slot.expand(-1, -1, 1, state.shape[-1])
-            updated = torch.where(active[..., None, None], new.gather(2, index), state.gather(2, index))
-            state.scatter_(2, index, updated)
+            state.scatter_(2, index, new.gather(2, index))
         self.K = self.K + (active & (choice == self.K)).long()
         self._advance()
 
@@ -234,7 +256,7 @@ class _ClusterState:
         capacity = min(self.n_max, max(width, 2 * self.H.shape[2]))
         extra = capacity - self.H.shape[2]
         self.H = torch.cat([self.H, self.H.new_zeros(self.H.shape[:2] + (extra, self.H.shape[3]))], 2)
-        self.gH = torch.cat([self.gH, self.gH.new_zeros(self.gH.shape[:2] + (extra, self.gH.shape[3]))], 2)
+        self.P = torch.cat([self.P, self.P.new_zeros(self.P.shape[:2] + (extra, self.P.shape[3]))], 2)
 
 
 def _take(values: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
@@ -243,19 +265,22 @@ def _take(values: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index)
 
 
-def _encode_along(net: EnergyNet, x: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor):
-    """``h`` of the points along the order and the suffix sums ``U_{t+1}`` (Eq. 14 in [1]).
+def _encode_along(net: EnergyNet, heads, x: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor):
+    """``h`` of the points along the order and the ``U_{t+1}`` term of ``f``'s first layer.
 
-    :returns: ``h (B, N, h_dim)`` with ``h[:, t] = h(x[rho[t]])`` and ``U_next (B, N, h_dim)``
-        with ``U_next[:, t] = sum_{s > t} u(x[rho[s]])`` over real points.
+    :returns: ``h (B, N, h_dim)`` with ``h[:, t] = h(x[rho[t]])``, and ``offset (B, N, hidden)``
+        with ``offset[:, t] = W_U U_{t+1} + b`` where ``U_{t+1} = sum_{s > t} u(x[rho[s]])``
+        over real points (Eq. 14 in [1]; ``U = 0`` in online mode, App. C).
     """
     h, u = net.encode(x)
     index = orders.unsqueeze(-1).expand(-1, -1, h.shape[-1])
     h = h.gather(1, index)
-    u = torch.where(mask.unsqueeze(-1), u.gather(1, index), torch.zeros_like(u))
+    u = torch.where(mask.unsqueeze(-1), u.gather(1, index), 0.0)
+    if net.config.online:
+        u = torch.zeros_like(u)
     suffix = u.flip(1).cumsum(1).flip(1)
     U_next = torch.cat([suffix[:, 1:], torch.zeros_like(suffix[:, :1])], 1)
-    return h, U_next
+    return h, torch.nn.functional.linear(U_next, heads.weight_u, heads.bias_f)
 
 
 def _to_caller_order(actions: torch.Tensor, orders: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -273,14 +298,15 @@ def _decode(net, x, mask, orders, num_samples, temperature, uniforms):
         under the policy at ``temperature``.
     """
     batch, n_max = mask.shape
-    h, U_next = _encode_along(net, x, mask, orders)
-    state = _ClusterState(net, h[:, 0], num_samples, n_max)
+    heads = _fused_heads(net)
+    h, offset = _encode_along(net, heads, x, mask, orders)
+    state = _ClusterState(heads, h[:, 0], num_samples, n_max)
     actions = torch.full((batch, num_samples, n_max), PAD_LABEL, dtype=torch.long, device=x.device)
     actions[:, :, 0] = 0
     log_prob = h.new_zeros(batch, num_samples)
     for t in range(1, n_max):
-        energy, valid, rows, g_rows = state.candidates(h[:, t], U_next[:, t])
-        logits = torch.where(valid, -energy / temperature, torch.full_like(energy, -math.inf))
+        energy, valid, rows, projected = state.candidates(h[:, t], offset[:, t])
+        logits = torch.where(valid, energy / -temperature, -math.inf)
         step_log_probs = torch.log_softmax(logits, -1)
         if uniforms is None:
             choice = step_log_probs.argmax(-1)
@@ -290,9 +316,9 @@ def _decode(net, x, mask, orders, num_samples, temperature, uniforms):
             choice = torch.minimum((cdf < target).sum(-1), state.K)
         active = mask[:, t, None].expand(batch, num_samples)
         chosen = step_log_probs.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
-        log_prob = log_prob + torch.where(active, chosen, torch.zeros_like(chosen))
-        state.commit(choice, active, rows, g_rows)
-        actions[:, :, t] = torch.where(active, choice, torch.full_like(choice, PAD_LABEL))
+        log_prob = log_prob + torch.where(active, chosen, 0.0)
+        state.commit(choice, active, rows, projected)
+        actions[:, :, t] = torch.where(active, choice, PAD_LABEL)
     return actions, log_prob
 
 
@@ -339,7 +365,7 @@ def sample(
     if not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
     x, mask, orders, batched = _prepare(net, x, mask, orders)
-    generator = _make_generator(generator, torch.device("cpu"))
+    generator = _make_generator(generator)
     uniforms = 1.0 - torch.rand(
         mask.shape[:1] + (num_samples,) + mask.shape[1:], generator=generator,
         dtype=torch.float64, device=generator.device,
@@ -357,7 +383,7 @@ def greedy(
     mask: torch.Tensor | None = None,
     orders: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy decoding: the most probable assignment at each step (Sec. 4 of [1]).
+    """Greedy decoding: the most probable assignment at each step (Sec. 5.3 of [1]).
 
     Deterministic; ties go to the lowest cluster index.
 
@@ -413,21 +439,22 @@ def beam_search(
         )
     x, mask, orders, _ = _prepare(net, x, None, order)
     n = mask.shape[1]
-    h, U_next = _encode_along(net, x, mask, orders)
-    state = _ClusterState(net, h[:, 0], beam_width, n)
+    heads = _fused_heads(net)
+    h, offset = _encode_along(net, heads, x, mask, orders)
+    state = _ClusterState(heads, h[:, 0], beam_width, n)
     actions = torch.full((1, beam_width, n), PAD_LABEL, dtype=torch.long, device=x.device)
     actions[:, :, 0] = 0
     scores = torch.full((1, beam_width), -math.inf, dtype=h.dtype, device=x.device)
     scores[:, 0] = 0.0
     active = torch.ones(1, beam_width, dtype=torch.bool, device=x.device)
     for t in range(1, n):
-        energy, valid, rows, g_rows = state.candidates(h[:, t], U_next[:, t])
-        logits = torch.where(valid, -energy, torch.full_like(energy, -math.inf))
+        energy, valid, rows, projected = state.candidates(h[:, t], offset[:, t])
+        logits = torch.where(valid, -energy, -math.inf)
         totals = scores.unsqueeze(-1) + torch.log_softmax(logits, -1)
         scores, flat = totals.reshape(1, -1).topk(beam_width, dim=-1)
         parent = torch.div(flat, energy.shape[-1], rounding_mode="floor")
         choice = flat - parent * energy.shape[-1]
-        state.commit(choice, active, rows, g_rows, parent=parent)
+        state.commit(choice, active, rows, projected, parent=parent)
         actions = _take(actions, parent)
         actions[:, :, t] = choice
     found = int(torch.isfinite(scores).sum())

@@ -101,13 +101,13 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _positive_float(value, name: str) -> float:
+def _float_above(value, name: str, lower: float = 0.0) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number > {lower}, got {value!r}") from None
+    if not math.isfinite(value) or value <= lower:
+        raise ValueError(f"{name} must be a finite number > {lower}, got {value!r}")
     return value
 
 
@@ -140,7 +140,7 @@ class ConjugateGaussian(ABC):
         """
 
     @abstractmethod
-    def posterior_from_stats(self, counts: torch.Tensor, means: torch.Tensor, scatter: torch.Tensor):
+    def posterior_from_stats(self, counts, means, scatter):
         """Posterior of the cluster parameters given block statistics (empty blocks: prior)."""
 
     @abstractmethod
@@ -204,8 +204,8 @@ class ConjugateGaussian(ABC):
             mask = mask.expand(batch + (n,)).reshape(rows, n)
         finite = torch.isfinite(x).all(-1)
         if not bool((finite | ~mask).all()):
-            raise ValueError("x contains NaN or infinite values at real points; clean the data "
-                             "(padding may hold any finite value)")
+            raise ValueError("x contains NaN or infinite values at real points (padding is "
+                             "ignored); remove or impute them first")
         return x, labels, mask, batch
 
     # --------------------------------------------------------------------- statistics
@@ -235,7 +235,7 @@ class ConjugateGaussian(ABC):
         scatter.scatter_add_(1, index.unsqueeze(-1).expand_as(flat), flat)
         return BlockStatistics(counts, means, scatter.reshape((rows, num_slots) + event))
 
-    def block_statistics(self, x, labels, num_clusters: int | None = None, mask=None) -> BlockStatistics:
+    def block_statistics(self, x, labels, num_clusters=None, mask=None) -> BlockStatistics:
         """Counts, means and within-block scatter of every block (two passes, no loops).
 
         :param torch.Tensor x: points ``(N, D)`` or ``(B, N, D)``.
@@ -252,8 +252,9 @@ class ConjugateGaussian(ABC):
     def log_marginal(self, x, labels, mask=None) -> torch.Tensor:
         """``log p(x | c)`` with the cluster parameters integrated out (Eq. 1 in [1]).
 
-        The sum over blocks of :meth:`log_marginal_from_stats`. Cost ``O(B N D^2)`` time and
-        memory (``O(B N D)`` for the isotropic family), no Python loop.
+        The sum over blocks of :meth:`log_marginal_from_stats`. Cost ``O(B N D)`` time and
+        memory for the isotropic family; ``O(B N D^2)`` plus ``B K`` Cholesky factorisations
+        ``(D, D)`` for the Normal-inverse-Wishart family. No Python loop.
 
         :param torch.Tensor x: points ``(N, D)`` (shared by all labellings) or ``(B, N, D)``.
         :param torch.Tensor labels: canonical labels ``(N,)`` or ``(B, N)``.
@@ -299,7 +300,7 @@ class ConjugateGaussian(ABC):
         x = x.expand(rows, *x.shape[1:])
         labels, mask = labels.expand(rows, -1), mask.expand(rows, -1)
         x_new = x_new.to(x).expand(batch + (self.dim,)).reshape(rows, 1, self.dim)
-        k = count_clusters(labels, mask) if labels.shape[-1] else labels.new_zeros(rows)
+        k = count_clusters(labels, mask)
         num_slots = int(k.max()) + 1 if rows else 1
         stats = self._statistics(x, labels, mask, num_slots)
         out = self._log_predictive_from_stats(x_new, *stats)
@@ -354,12 +355,13 @@ class IsotropicGaussian(ConjugateGaussian):
     """
 
     def __init__(self, sigma_mu: float, sigma_x: float, dim: int):
-        self.sigma_mu = _positive_float(sigma_mu, "sigma_mu")
-        self.sigma_x = _positive_float(sigma_x, "sigma_x")
+        self.sigma_mu = _float_above(sigma_mu, "sigma_mu")
+        self.sigma_x = _float_above(sigma_x, "sigma_x")
         self.dim = _positive_int(dim, "dim")
 
     def __repr__(self) -> str:
-        return f"IsotropicGaussian(sigma_mu={self.sigma_mu}, sigma_x={self.sigma_x}, dim={self.dim})"
+        return (f"IsotropicGaussian(sigma_mu={self.sigma_mu}, sigma_x={self.sigma_x}, "
+                f"dim={self.dim})")
 
     def _scatter_term(self, delta):
         return delta.square().sum(-1)
@@ -426,7 +428,8 @@ class NormalInverseWishart(ConjugateGaussian):
         the identity (default: the identity).
     """
 
-    def __init__(self, dim: int, mu0=0.0, kappa0: float = 1.0, nu0: float | None = None, scale=None):
+    def __init__(self, dim: int, mu0=0.0, kappa0: float = 1.0, nu0: float | None = None,
+                 scale=None):
         self.dim = _positive_int(dim, "dim")
         mu0 = torch.as_tensor(mu0, dtype=torch.float64)
         if mu0.ndim == 0:
@@ -435,21 +438,14 @@ class NormalInverseWishart(ConjugateGaussian):
             raise ValueError(f"mu0 must be a finite number or a finite vector of shape "
                              f"({self.dim},), got {mu0.tolist()}")
         self.mu0 = mu0
-        self.kappa0 = _positive_float(kappa0, "kappa0")
-        nu0 = self.dim + 2.0 if nu0 is None else nu0
-        try:
-            nu0 = float(nu0)
-        except (TypeError, ValueError):
-            raise ValueError(f"nu0 must be a finite number > dim - 1 = {self.dim - 1}, got {nu0!r}") from None
-        if not math.isfinite(nu0) or nu0 <= self.dim - 1:
-            raise ValueError(f"nu0 must be a finite number > dim - 1 = {self.dim - 1}, got {nu0!r}")
-        self.nu0 = nu0
+        self.kappa0 = _float_above(kappa0, "kappa0")
+        self.nu0 = _float_above(self.dim + 2.0 if nu0 is None else nu0, "nu0", self.dim - 1)
         if scale is None:
             scale = torch.eye(self.dim, dtype=torch.float64)
         else:
             scale = torch.as_tensor(scale, dtype=torch.float64)
             if scale.ndim == 0:
-                scale = _positive_float(scale.item(), "scale") * torch.eye(self.dim, dtype=torch.float64)
+                scale = _float_above(scale.item(), "scale") * torch.eye(self.dim).double()
         if scale.shape != (self.dim, self.dim) or not bool(torch.isfinite(scale).all()):
             raise ValueError(f"scale must be a finite ({self.dim}, {self.dim}) matrix or a "
                              f"positive number, got shape {tuple(scale.shape)}")
@@ -460,8 +456,8 @@ class NormalInverseWishart(ConjugateGaussian):
         self.scale = scale
 
     def __repr__(self) -> str:
-        return (f"NormalInverseWishart(dim={self.dim}, mu0={self.mu0.tolist()}, kappa0={self.kappa0}, "
-                f"nu0={self.nu0}, scale={self.scale.tolist()})")
+        return (f"NormalInverseWishart(dim={self.dim}, mu0={self.mu0.tolist()}, "
+                f"kappa0={self.kappa0}, nu0={self.nu0}, scale={self.scale.tolist()})")
 
     def _scatter_term(self, delta):
         return delta.unsqueeze(-1) * delta.unsqueeze(-2)

@@ -53,6 +53,7 @@ __all__ = [
     "SDPPResult",
     "encode_points",
     "teacher_force",
+    "partition_energy",
     "taken_energies",
     "step_log_normalizer",
     "step_log_probs",
@@ -62,7 +63,7 @@ __all__ = [
     "sdpp",
 ]
 
-MAX_CHUNK_ELEMENTS = 2**24
+MAX_CHUNK_ELEMENTS = 2**21
 """Default bound on the ``(R, N, K + 1, width)`` intermediates of :func:`log_prob_orders`."""
 
 
@@ -135,11 +136,9 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def _exclusive_cumsum(values: torch.Tensor, dim: int) -> torch.Tensor:
-    """``out[t] = sum_{s < t} values[s]`` along ``dim`` (a shift, no subtraction)."""
-    shifted = values.narrow(dim, 0, values.shape[dim] - 1)
-    zero = torch.zeros_like(values.narrow(dim, 0, 1))
-    return torch.cat([zero, shifted], dim).cumsum(dim)
+def _shift(values: torch.Tensor) -> torch.Tensor:
+    """``out[:, t] = values[:, t - 1]``, zero at ``t = 0`` (steps are dim 1)."""
+    return torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], 1)
 
 
 def _check_index_tensor(value, name: str, shape: tuple[int, ...], device) -> torch.Tensor:
@@ -290,7 +289,7 @@ def teacher_force(
     b, t, k = candidate_mask.nonzero(as_tuple=True)  # the M valid rows, row-major
 
     # H_k^{(t)} + h_t for every candidate (H_{K_t} = 0 makes "open" the same formula).
-    h_before = _exclusive_cumsum(onehot.unsqueeze(-1).to(dtype) * h.unsqueeze(2), dim=1)
+    h_before = (_shift(onehot).unsqueeze(-1).to(dtype) * _shift(h).unsqueeze(2)).cumsum(1)
     heads = _fused_heads(net)
     with _autocast(device, bf16):
         hidden = heads.g_trunk(h_before[b, t, k] + h[b, t])
@@ -303,18 +302,18 @@ def teacher_force(
     # last_seen[t, k]: 1 + the last step s < t with a_s = k, or 0 (cluster not open).
     steps = torch.arange(1, n_max + 1, device=device).view(1, -1, 1)
     seen = onehot.long() * steps
-    last_seen = torch.cat([torch.zeros_like(seen[:, :1]), seen[:, :-1]], 1).cummax(1).values
+    last_seen = _shift(seen).cummax(1).values
     proj_seen = torch.cat([proj_taken.new_zeros(batch, 1, proj.shape[-1]), proj_taken], 1)
     prev_of_taken = last_seen.gather(2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     delta = proj_taken - proj_seen[torch.arange(batch, device=device).unsqueeze(-1), prev_of_taken]
     delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
-    total = _exclusive_cumsum(delta, dim=1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
+    total = _shift(delta).cumsum(1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
     pre = total[b, t] - proj_seen[b, last_seen[b, t, k]] + proj
     if heads.bias_f is not None:
         pre = pre + heads.bias_f.to(dtype)
     if not net.config.online:  # online mode: U = 0 (App. C in [1])
         u = torch.where(mask.unsqueeze(-1), u, 0.0)
-        unassigned = _exclusive_cumsum(u.flip(1), dim=1).flip(1)  # U_{t+1}
+        unassigned = _shift(u.flip(1)).cumsum(1).flip(1)  # U_{t+1}
         with _autocast(device, bf16):
             pre = pre + nn.functional.linear(unassigned, heads.weight_u).to(dtype)[b, t]
     with _autocast(device, bf16):
@@ -322,6 +321,41 @@ def teacher_force(
     energies = torch.full(candidate_mask.shape, math.inf, dtype=dtype, device=device)
     energies = energies.masked_scatter(candidate_mask, values)
     return StepEnergies(energies, candidate_mask, actions, mask)
+
+
+def partition_energy(
+    net: EnergyNet,
+    x: torch.Tensor | None,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    encodings: Encodings | None = None,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Energy ``E[c_{1:N}] = f(sum_k g(H_k), 0)`` of full partitions only, ``(B,)``.
+
+    The negative log of the unnormalised reward (Eq. 22 in [1]); equals the last step's taken
+    energy of :func:`teacher_force` at a fraction of the cost (``g`` on the ``K`` clusters, one
+    ``f``), e.g. to re-score policy samples for Eq. (27). Arguments as in :func:`teacher_force`.
+    """
+    if encodings is None:
+        if x is None:
+            raise ValueError("x is required unless encodings=Encodings(h, u) are given")
+        encodings = encode_points(net, x, bf16=bf16)
+    h, _ = _check_encodings(net, encodings)
+    shape = tuple(h.shape[:2])
+    labels = _check_index_tensor(labels, "labels", shape, h.device)
+    mask = _check_mask(mask, shape, h.device)
+    check_canonical(labels, mask)
+    onehot = nn.functional.one_hot(labels.clamp(min=0), int(labels.max()) + 1).bool()
+    onehot = onehot & mask.unsqueeze(-1)  # (B, N, K)
+    H = torch.einsum("bnk,bnd->bkd", onehot.to(h.dtype), h)  # Eq. (12)
+    b, k = onehot.any(1).nonzero(as_tuple=True)
+    with _autocast(h.device, bf16):
+        g = net.g(H[b, k]).to(h.dtype)
+    G = g.new_zeros(shape[0], g.shape[-1]).index_add(0, b, g)  # Eq. (13)
+    with _autocast(h.device, bf16):
+        return net.f(G, G.new_zeros(shape[0], h.shape[-1])).to(h.dtype)  # Eq. (15), U = 0
 
 
 def _safe_energies(step_energies: StepEnergies) -> torch.Tensor:
@@ -365,7 +399,7 @@ def step_log_probs(step_energies: StepEnergies) -> torch.Tensor:
 
 
 def trajectory_log_prob(step_energies: StepEnergies) -> torch.Tensor:
-    """``log q(c | x, rho) = sum_t log P(a_t | a_{<t})`` (Eq. 30 in [1] without ``1/N!``), ``(B,)``."""
+    """``log q(c | x, rho) = sum_t log P(a_t | a_{<t})``, ``(B,)`` (Eq. 30 in [1] without 1/N!)."""
     per_step = taken_energies(step_energies) + step_log_normalizer(step_energies)
     return -per_step.sum(1)
 
@@ -392,7 +426,9 @@ def _one_set(net: EnergyNet, x: torch.Tensor, labels) -> tuple[torch.Tensor, tor
         raise ValueError(f"x must be one set (N, *point_shape), got {got}")
     labels = torch.as_tensor(labels, device=x.device)
     if labels.ndim != 1 or labels.shape[0] != x.shape[0]:
-        raise ValueError(f"labels must have shape (N,) = ({x.shape[0]},), got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape (N,) = ({x.shape[0]},), got {tuple(labels.shape)}"
+        )
     return x.unsqueeze(0), labels.unsqueeze(0)
 
 
@@ -432,7 +468,8 @@ def log_prob_orders(
     for chunk in orders.split(chunk_size):
         r = chunk.shape[0]
         enc = Encodings(h.expand(r, -1, -1), u.expand(r, -1, -1))
-        steps = teacher_force(net, None, labels.expand(r, -1), None, chunk, encodings=enc, bf16=bf16)
+        steps = teacher_force(net, None, labels.expand(r, -1), None, chunk, encodings=enc,
+                              bf16=bf16)
         out.append(trajectory_log_prob(steps))
     return torch.cat(out)
 
@@ -462,7 +499,9 @@ def sdpp(
         raise ValueError(f"num_orders must be a positive integer, got {num_orders!r}")
     if not isinstance(generator, torch.Generator):
         if isinstance(generator, bool) or not isinstance(generator, int):
-            raise ValueError(f"generator must be a torch.Generator or an int seed, got {generator!r}")
+            raise ValueError(
+                f"generator must be a torch.Generator or an int seed, got {generator!r}"
+            )
         generator = torch.Generator().manual_seed(generator)
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError("x must be one set (N, *point_shape)")

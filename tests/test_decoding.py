@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import chi2
 
-from gfncp_pyro import decoding
+from gfncp_pyro import decoding, policy
 from gfncp_pyro.decoding import beam_search, greedy, sample
 from gfncp_pyro.nn import EnergyNet, EnergyNetConfig
 from gfncp_pyro.partitions import PAD_LABEL, bell_number, canonicalize, enumerate_partitions, is_canonical
@@ -126,7 +126,8 @@ def partition_index(labels, n):
 def test_reference_policy_is_normalised(n):
     net = make_net(1)
     x = points(n, 1)
-    _, log_probs = ref_distribution(net, x, order=torch.randperm(n, generator=torch.Generator().manual_seed(n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(n))
+    _, log_probs = ref_distribution(net, x, order)
     assert abs(torch.logsumexp(log_probs, 0).item()) < 1e-12
 
 
@@ -171,7 +172,7 @@ def test_padded_batches_match_reference(seed, lengths, shuffle, online):
 
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_float32_log_prob_matches_float64_reference(shuffle):
-    net32 = make_net(3, dtype=torch.float32)
+    net32 = make_net(3, dtype=torch.float32, sharpen=2.0)
     net64 = copy.deepcopy(net32).double()
     n = 8
     x = points(n, 3, dtype=torch.float32)
@@ -179,13 +180,40 @@ def test_float32_log_prob_matches_float64_reference(shuffle):
     labels, log_prob = sample(net32, x, num_samples=4, orders=order, generator=3)
     best, best_log_prob = greedy(net32, x, orders=order)
     assert labels.dtype == torch.long and log_prob.dtype == torch.float32
-    assert labels.shape == (4, n) and log_prob.shape == (4,) and best.shape == (n,) and best_log_prob.shape == ()
+    assert labels.shape == (4, n) and log_prob.shape == (4,)
+    assert best.shape == (n,) and best_log_prob.shape == ()
     assert bool(is_canonical(labels).all()) and bool(is_canonical(best))
     for s in range(4):
         expected = ref_log_prob(net64, x.double(), labels[s], order)
         assert abs(log_prob[s].item() - expected.item()) < 1e-5
     assert abs(best_log_prob.item() - ref_log_prob(net64, x.double(), best, order).item()) < 1e-5
     assert torch.equal(best, ref_greedy(net64, x.double(), order))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("online", [False, True])
+def test_log_prob_matches_teacher_forcing(dtype, tol, online):
+    """Samples of padded sets along random orders, re-scored by policy.log_prob."""
+    # float32 rounding errors scale with |E|: a milder net keeps 1e-5 meaningful.
+    net = make_net(15, dtype=dtype, online=online, sharpen=3.0 if dtype == torch.float64 else 2.0)
+    gen = torch.Generator().manual_seed(15)
+    lengths = torch.tensor([9, 4, 1, 7])
+    n_max, num_samples = int(lengths.max()), 5
+    mask = torch.arange(n_max) < lengths.unsqueeze(-1)
+    x = torch.where(mask.unsqueeze(-1), torch.randn(4, n_max, 2, generator=gen, dtype=dtype), 0.0)
+    orders = torch.stack(
+        [torch.cat([torch.randperm(int(n), generator=gen), torch.arange(int(n), n_max)]) for n in lengths]
+    )
+    labels, log_prob = sample(net, x, num_samples, mask=mask, orders=orders, generator=gen)
+    best, best_log_prob = greedy(net, x, mask=mask, orders=orders)
+
+    def rescore(batch_labels, repeats):
+        spread = lambda t: t.repeat_interleave(repeats, 0)  # noqa: E731
+        return policy.log_prob(net, spread(x), batch_labels, spread(mask), spread(orders))
+
+    teacher = rescore(labels.reshape(-1, n_max), num_samples).reshape(4, num_samples)
+    assert (log_prob - teacher).abs().max().item() < tol
+    assert (best_log_prob - rescore(best, 1)).abs().max().item() < tol
 
 
 def test_tempered_log_prob_is_that_of_the_tempered_policy():
@@ -322,7 +350,7 @@ def test_single_point():
     assert found.tolist() == [[0]] and found_log_prob.tolist() == [0.0]
 
 
-def test_large_greedy_memory_is_linear():
+def test_greedy_on_a_large_set():
     net = make_net(12, sharpen=1.0)
     x = points(3000, 12)
     labels, log_prob = greedy(net, x)
@@ -376,4 +404,18 @@ def test_padded_order_entries_are_ignored():
     mask = torch.tensor([[True] * 4, [True, True, False, False]])
     orders = torch.tensor([[2, 0, 3, 1], [1, 0, 99, -5]])
     clean = torch.tensor([[2, 0, 3, 1], [1, 0, 2, 3]])
-    assert torch.equal(greedy(net, x, mask=mask, orders=orders)[0], greedy(net, x, mask=mask, orders=clean)[0])
+    decoded = greedy(net, x, mask=mask, orders=orders)[0]
+    assert torch.equal(decoded, greedy(net, x, mask=mask, orders=clean)[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_follows_device_and_matches_cpu():
+    net = make_net(16)
+    x = points(12, 16, batch=3)
+    mask = torch.arange(12) < torch.tensor([[12], [7], [3]])
+    cpu = sample(net, x, num_samples=4, mask=mask, generator=16)
+    gpu = sample(net.cuda(), x.cuda(), num_samples=4, mask=mask.cuda(), generator=16)
+    assert gpu[0].device.type == "cuda" and gpu[1].device.type == "cuda"
+    assert torch.equal(gpu[0].cpu(), cpu[0])
+    assert torch.allclose(gpu[1].cpu(), cpu[1], atol=1e-9, rtol=0)
+    assert torch.equal(greedy(net, x.cuda(), mask=mask.cuda())[0].cpu(), greedy(net.cpu(), x, mask=mask)[0])

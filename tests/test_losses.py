@@ -108,7 +108,8 @@ def test_short_sets_and_padding():
     # N = 2: the paper's Ehat is 0 at the first step and unshifted at the last
     expected = math.log(math.exp(-0.5) + math.exp(-0.25)) ** 2
     assert math.isclose(marginal_consistency(steps, "paper").item(), expected, rel_tol=1e-12)
-    padded = StepEnergies(steps.energies, steps.candidate_mask & torch.tensor([True, False])[:, None],
+    first_step = torch.tensor([True, False])[:, None]
+    padded = StepEnergies(steps.energies, steps.candidate_mask & first_step,
                           torch.tensor([[0, -1]]), torch.tensor([[True, False]]))
     assert marginal_consistency(padded).item() == 0.0
     assert final_energy(padded).item() == 1.0

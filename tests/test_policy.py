@@ -15,6 +15,7 @@ from gfncp_pyro.policy import (
     encode_points,
     log_prob,
     log_prob_orders,
+    partition_energy,
     sdpp,
     step_log_probs,
     teacher_force,
@@ -58,6 +59,21 @@ def test_matches_reference(dtype, batch):
         assert_matches_reference(NETS[dtype], x, labels, mask, orders, TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@given(batch=ref.padded_batches())
+def test_partition_energy_is_the_last_taken_energy(dtype, batch):
+    net = NETS[dtype]
+    x, labels, mask, orders = ref.to_batch(*batch, dtype)
+    with torch.no_grad():
+        direct = partition_energy(net, x, labels, mask)
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        actions, rows = ref.step_energies(net, x[b, :n], labels[b, :n], orders[b, :n].tolist())
+        expected = rows[-1][actions[-1]].item()
+        assert math.isclose(direct[b].item(), expected, rel_tol=TOL[dtype], abs_tol=TOL[dtype])
+        assert direct.dtype == dtype
+
+
 @pytest.mark.parametrize(
     "config",
     [dict(g_layers=1, f_layers=1), dict(online=True), dict(g_layers=2, f_layers=4, hidden=8)],
@@ -84,7 +100,8 @@ def test_online_mode_ignores_unassigned_points():
 
 def test_conv_encoder_on_tiny_image_sets():
     net = ref.make_net(3, torch.float64, encoder="conv")
-    x, labels, mask, orders = ref.to_batch([[0, 1, 0], [0, 0]], [[1, 2, 0], [1, 0]], 4, torch.float64,
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0], [0, 0]], [[1, 2, 0], [1, 0]], 4,
+                                           torch.float64,
                                        point_shape=(1, 28, 28))
     with torch.no_grad():
         assert_matches_reference(net, x, labels, mask, orders, 1e-9)
@@ -175,7 +192,8 @@ def test_sdpp_matches_direct_float64():
     labels = torch.tensor([0, 0, 1, 2, 1])
     with torch.no_grad():
         result = sdpp(net, x, labels, num_orders=40, generator=torch.Generator().manual_seed(1))
-        direct = [log_prob(net, x[None], labels[None], orders=o[None]).item() for o in result.orders]
+        direct = [log_prob(net, x[None], labels[None], orders=o[None]).item()
+                  for o in result.orders]
     probs = np.exp(np.array(direct))
     assert len(set(map(tuple, result.orders.tolist()))) > 20
     assert np.allclose(result.log_probs.numpy(), direct, rtol=1e-12, atol=1e-12)
@@ -217,7 +235,8 @@ def test_precomputed_encodings_and_bf16():
 
 def test_gradients_reach_every_parameter_through_padding():
     net = ref.make_net(4, torch.float64)
-    x, labels, mask, orders = ref.to_batch([[0, 1, 0, 2, 1], [0, 0], [0]], [[4, 0, 2, 1, 3], [1, 0], [0]],
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0, 2, 1], [0, 0], [0]],
+                                           [[4, 0, 2, 1, 3], [1, 0], [0]],
                                        12, torch.float64)
     steps = teacher_force(net, x, labels, mask, orders)
     log_probs = step_log_probs(steps)
@@ -248,9 +267,10 @@ def _bad_inputs():
         ("labels shape", dict(x=x, labels=labels[:, :2], mask=mask)),
         ("mask not prefix", dict(x=x, labels=labels, mask=torch.tensor([[True, False, True]] * 2))),
         ("empty row", dict(x=x, labels=labels, mask=torch.tensor([[True] * 3, [False] * 3]))),
-        ("order repeats", dict(x=x, labels=labels, mask=mask, orders=torch.tensor([[0, 0, 1], [0, 1, 2]]))),
-        ("order out of range", dict(x=x, labels=labels, mask=mask, orders=torch.tensor([[0, 1, 2], [0, 2, 1]]))),
-        ("order negative", dict(x=x, labels=labels, mask=mask, orders=torch.tensor([[0, 1, -1], [0, 1, 0]]))),
+        ("order repeats", dict(x=x, labels=labels, mask=mask, orders=[[0, 0, 1], [0, 1, 2]])),
+        ("order out of range", dict(x=x, labels=labels, mask=mask, orders=[[0, 1, 2], [0, 2, 1]])),
+        ("order negative", dict(x=x, labels=labels, mask=mask, orders=[[0, 1, -1], [0, 1, 0]])),
+        ("float orders", dict(x=x, labels=labels, mask=mask, orders=torch.zeros(2, 3))),
         ("float64 x, float32 net", dict(x=x.double(), labels=labels, mask=mask)),
     ]
 
@@ -279,3 +299,25 @@ def test_bad_inputs_of_the_one_set_functions():
         sdpp(net, x, labels, generator="seed")
     with pytest.raises(ValueError, match="x"):
         teacher_force(net, None, labels[None])
+    with pytest.raises(ValueError, match="canonical"):
+        partition_energy(net, x[None], torch.tensor([[1, 0, 0, 1]]))
+    with pytest.raises(ValueError, match="mask"):
+        partition_energy(net, x[None], labels[None], torch.tensor([[True, False, True, True]]))
+
+
+def test_agrees_with_sequential_sampling():
+    """The log-probabilities that gfncp_pyro.decoding.sample reports for its own samples,
+    decoded step by step, equal teacher forcing's for the same partitions and orders."""
+    from gfncp_pyro.decoding import sample
+
+    net = NETS[torch.float64]
+    gen = torch.Generator().manual_seed(14)
+    x, _, mask, orders = ref.to_batch([[0] * 6, [0] * 4, [0]], [list(range(6)), [2, 0, 3, 1], [0]],
+                                      15, torch.float64)
+    orders[0] = torch.randperm(6, generator=gen)
+    with torch.no_grad():
+        labels, sampled = sample(net, x, num_samples=5, mask=mask, orders=orders, generator=0)
+        batch, num, n_max = labels.shape
+        forced = log_prob(net, x.repeat_interleave(num, 0), labels.reshape(-1, n_max),
+                          mask.repeat_interleave(num, 0), orders.repeat_interleave(num, 0))
+    assert torch.allclose(forced.reshape(batch, num), sampled, rtol=1e-10, atol=1e-10)
