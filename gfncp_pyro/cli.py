@@ -1,0 +1,234 @@
+"""The ``gfncp`` command line: ``train``, ``evaluate``, ``cluster``, ``info``.
+
+User mistakes (a missing or malformed file, a checkpoint that does not fit) print one line on
+stderr and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointError, load_checkpoint, load_model
+from .config import PRESETS, TrainConfig, preset
+
+__all__ = ["main", "read_points", "resolve_model"]
+
+_OVERRIDES = {
+    # flag: (config field, type)
+    "objective": ("objective", str), "flow": ("flow", str), "iterations": ("iterations", int),
+    "batch_size": ("batch_size", int), "lr": ("lr", float), "lr_min": ("lr_min", float),
+    "beta": ("beta", float), "delta": ("delta", float), "lambda_cd": ("lambda_cd", float),
+    "mc_steps": ("mc_steps", int), "seed": ("seed", int), "device": ("device", str),
+    "n_min": ("n_min", int), "n_max": ("n_max", int), "alpha": ("alpha", float),
+    "sigma_mu": ("sigma_mu", float), "sigma_x": ("sigma_x", float), "val_every": ("val_every", int),
+    "val_sets": ("val_sets", int), "grad_clip": ("grad_clip", float),
+}
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
+
+
+def read_points(path: str | Path) -> np.ndarray:
+    """Read points ``(N, D)`` from a ``.csv`` (numbers only, comma-separated, no header) or ``.npy``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"input file {path} does not exist")
+    if path.suffix == ".npy":
+        try:
+            points = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise UserError(f"{path} is not a readable .npy array of numbers ({err})") from None
+    elif path.suffix in (".csv", ".txt"):
+        if path.stat().st_size == 0 or not path.read_text().strip():
+            raise UserError(f"{path} is empty; it must hold one point per line, coordinates separated by commas")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                points = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+            except ValueError as err:
+                raise UserError(
+                    f"{path}: {str(err).splitlines()[0]}; the CSV must hold numbers only "
+                    "(no header line, no missing values), one point per line"
+                ) from None
+    else:
+        raise UserError(f"input must be a .csv or .npy file, got {path.name}")
+    if points.ndim != 2 or points.shape[0] == 0:
+        raise UserError(f"{path} must hold a 2-D array of points (N, D) with N >= 1, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise UserError(f"{path} contains NaN or infinite values (missing entries?)")
+    return points
+
+
+def resolve_model(spec: str):
+    """A checkpoint path, or ``pretrained:NAME:OBJECTIVE`` for a model shipped with the package."""
+    from .pretrained import load_pretrained
+
+    if spec.startswith("pretrained:"):
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
+        return load_pretrained(parts[1], parts[2], with_config=True)
+    return load_model(spec)
+
+
+def _train(args) -> int:
+    from .train import Trainer, init_distributed
+
+    overrides = {field: kind(getattr(args, flag)) for flag, (field, kind) in _OVERRIDES.items()
+                 if getattr(args, flag) is not None}
+    if args.bf16:
+        overrides["bf16"] = True
+    config = preset(args.preset, **overrides)
+    init_distributed()
+    trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if trainer.rank == 0:
+        (Path(args.out) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        print(f"training {config.objective} ({config.preset}) on {trainer.device} into {args.out}, "
+              f"world size {trainer.world}, from step {trainer.step}", file=sys.stderr)
+    result = trainer.fit()
+    if trainer.rank == 0:
+        print(json.dumps(result))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation import evaluate
+
+    net, config = resolve_model(args.checkpoint)
+    report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed,
+                      sdpp_sets=args.sdpp_sets, sdpp_orders=args.sdpp_orders, progress=not args.no_progress)
+    report["checkpoint"] = args.checkpoint
+    report["objective"] = config.objective
+    for name in ("nmi", "ari", "mc_paper", "mc_consistent", "sdpp"):
+        if name in report:
+            r = report[name]
+            print(f"{name:<14} {r['mean']:.4f} ± {r['std']:.4f} (median {r['median']:.4f}, n={r['n']})")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cluster(args) -> int:
+    from . import decoding
+
+    start = time.perf_counter()
+    points = read_points(args.input)
+    net, config = resolve_model(args.checkpoint)
+    if points.shape[1] != config.dim:
+        raise UserError(f"{args.input} has points of dimension {points.shape[1]}, but the model was trained on "
+                        f"dimension {config.dim}")
+    x = torch.as_tensor(points, dtype=next(net.parameters()).dtype)
+    labels, log_prob = decoding.greedy(net, x)
+    top_labels, top_log_prob = decoding.beam_search(net, x, beam_width=max(args.top_k, 8), top_k=args.top_k)
+    result = {
+        "labels": labels.tolist(), "log_prob": float(log_prob), "num_clusters": int(labels.max()) + 1,
+        "top": [{"labels": lab.tolist(), "log_prob": float(lp)} for lab, lp in zip(top_labels, top_log_prob)],
+    }
+    if args.output:
+        np.savetxt(args.output, labels.numpy()[:, None], fmt="%d")
+    if args.png:
+        _plot_clusterings(points, top_labels, top_log_prob, args.png)
+    elapsed = time.perf_counter() - start
+    print(json.dumps(result) if args.json else
+          f"{points.shape[0]} points -> {result['num_clusters']} clusters, log q = {result['log_prob']:.3f} "
+          f"(greedy); top-{len(result['top'])} log q: {', '.join(f'{t['log_prob']:.3f}' for t in result['top'])} "
+          f"[{elapsed:.2f} s]")
+    return 0
+
+
+def _plot_clusterings(points: np.ndarray, labels: torch.Tensor, log_prob: torch.Tensor, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = labels.shape[0]
+    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4.2), squeeze=False)
+    for ax, lab, lp in zip(axes[0], labels, log_prob.tolist()):
+        ax.scatter(points[:, 0], points[:, 1 if points.shape[1] > 1 else 0], c=lab.numpy(), cmap="tab20", s=12)
+        ax.set_title(f"{int(lab.max()) + 1} clusters, log q = {lp:.2f}", fontsize=10)
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]" if points.shape[1] > 1 else "x[0]")
+    fig.suptitle("Most probable clusterings under the policy (beam search)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _info(args) -> int:
+    state = load_checkpoint(args.checkpoint)
+    config = TrainConfig.from_dict(state["config"])
+    params = sum(v.numel() for v in state["model"].values())
+    print(f"gfncp-pyro checkpoint (format {state['format_version']}, written by {state['package_version']})")
+    print(f"objective {config.objective}, flow {config.flow}, preset {config.preset}, step {state.get('step')}, "
+          f"best validation loss {state.get('best_val')}, {params:,} parameters")
+    print(json.dumps(dataclasses.asdict(config), indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gfncp", description="Order-consistent amortized clustering (GFNCP, NCP).")
+    parser.add_argument("--version", action="version", version=f"gfncp-pyro {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train GFNCP or NCP (Algorithm 1)")
+    train.add_argument("--preset", default="mog2d-small", choices=sorted(PRESETS))
+    train.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    train.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+    train.add_argument("--no-progress", action="store_true")
+    for flag, (_, kind) in _OVERRIDES.items():
+        train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
+                           help=f"override the preset's {flag}")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="the paper's protocol: greedy NMI, ARI, MC, SDPP")
+    ev.add_argument("checkpoint", help="checkpoint path or pretrained:NAME:OBJECTIVE")
+    ev.add_argument("--sets", type=int, default=3000)
+    ev.add_argument("--N", type=int, default=300)
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--sdpp-sets", type=int, default=20)
+    ev.add_argument("--sdpp-orders", type=int, default=500)
+    ev.add_argument("--json", default=None, help="write the report here")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=_evaluate)
+
+    cl = sub.add_parser("cluster", help="cluster the points of a CSV or .npy file")
+    cl.add_argument("checkpoint", help="checkpoint path or pretrained:NAME:OBJECTIVE")
+    cl.add_argument("--input", required=True, help="points (N, D): .csv without header, or .npy")
+    cl.add_argument("--top-k", type=int, default=3)
+    cl.add_argument("--output", default=None, help="write the greedy labels here, one per line")
+    cl.add_argument("--png", default=None, help="draw the top clusterings (first two coordinates)")
+    cl.add_argument("--json", action="store_true", help="print the result as JSON")
+    cl.set_defaults(func=_cluster)
+
+    info = sub.add_parser("info", help="describe a checkpoint")
+    info.add_argument("checkpoint")
+    info.set_defaults(func=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, CheckpointError, ValueError) as err:
+        print(f"gfncp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Training GFNCP (Algorithm 1 in [1]) and NCP (Eq. 11) on sets drawn from the Pyro model.
+
+Every random draw of iteration ``i`` on rank ``r`` comes from a generator seeded by
+``(seed, r, i)``, so a run resumed from a checkpoint replays exactly the batches, orders,
+exploration flags and contrastive samples of an uninterrupted run, and DDP ranks draw different
+sets. Checkpoints (``last.pt`` every ``val_every`` iterations and at the end, ``best.pt`` at the
+lowest validation loss) are written atomically and hold model, optimiser, LR schedule and step.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import decoding, losses, policy
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import exploration_mask, random_lengths, random_orders, with_exploration
+from .models import CRPMixture, MixtureBatch
+from .nn import EnergyNet
+from .partitions import canonicalize
+
+__all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "NonFiniteLossError"]
+
+
+_VALIDATION_DATA = 2**31 - 1  # stream ids of the validation set (ranks are 0, 1, ...)
+_VALIDATION_SAMPLES = 2**31 - 2
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TrainingBatch(NamedTuple):
+    """Sets for one iteration: points, (possibly exploration) labels, mask, orders, flags."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor
+    orders: torch.Tensor
+    is_data: torch.Tensor  # (B,) True where the labels are the data partition
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available (this rank's local device under torchrun), else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def iteration_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The CPU generator of one iteration of one rank (independent streams via SeedSequence)."""
+    state = np.random.SeedSequence([seed, rank, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _fixed_k_labels(lengths: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Partitions with exactly ``k`` clusters: uniform labels in ``0..k-1``, resampled until no
+    cluster is empty (each set has >= k points), then canonicalised."""
+    n_max = int(lengths.max())
+    mask = torch.arange(n_max) < lengths.unsqueeze(-1)
+    labels = torch.randint(0, k, (lengths.shape[0], n_max), generator=generator)
+    while True:
+        sizes = torch.zeros(lengths.shape[0], k, dtype=torch.long).scatter_add_(1, labels.clamp(min=0), mask.long())
+        bad = (sizes == 0).any(-1)
+        if not bool(bad.any()):
+            return canonicalize(labels, mask)
+        labels[bad] = torch.randint(0, k, (int(bad.sum()), n_max), generator=generator)
+
+
+def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.device, dtype=torch.float32,
+               batch_size: int | None = None, explore: bool = True) -> TrainingBatch:
+    """One training batch from the data model of ``config`` (exactly the Pyro model's
+    distribution, via :meth:`CRPMixture.sample_batch`), with random orders and, for GFNCP,
+    exploration partitions on a fraction ``1 - beta`` of the sets."""
+    batch_size = batch_size or config.batch_size
+    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    lengths = random_lengths(batch_size, config.n_min, config.n_max, generator)
+    data: MixtureBatch = mixture.sample_batch(lengths, generator=generator, dtype=torch.float64)
+    labels = data.labels
+    x = data.x
+    if config.fixed_k is not None:
+        labels = _fixed_k_labels(lengths, config.fixed_k, generator)
+        noise = config.sigma_x * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+        means = data.means.gather(1, labels.clamp(min=0).unsqueeze(-1).expand_as(x))
+        x = torch.where(data.mask.unsqueeze(-1), means + noise, 0.0)
+    orders = random_orders(lengths, generator)
+    if explore and config.objective == "gfncp" and config.beta < 1.0:
+        flags = exploration_mask(batch_size, config.beta, generator)
+        labels = with_exploration(labels, lengths, flags, generator)
+    else:
+        flags = torch.zeros(batch_size, dtype=torch.bool)
+    return TrainingBatch(
+        x=x.to(device=device, dtype=dtype),
+        labels=labels.to(device),
+        mask=data.mask.to(device),
+        orders=orders.to(device),
+        is_data=(~flags).to(device),
+    )
+
+
+def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, generator: torch.Generator,
+               bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """The objective of ``config`` on one batch, averaged over sets, and its parts.
+
+    GFNCP (Eq. 29): ``mean_b[MC_b + delta * E_b^2] + lambda * mean_{data b}[E_b - E~_b]`` with
+    ``E_b = E[c_{1:N}]`` and ``E~_b`` the energy of a policy sample of the same points (drawn
+    without gradient, re-scored with gradient). NCP: ``mean_b[-log q(c_b | x_b)]`` along random
+    orders (Eq. 11).
+    """
+    lengths = batch.mask.sum(1)
+    subset = None
+    if config.mc_steps is not None:
+        subset = policy.random_step_subset(lengths.cpu(), config.mc_steps, generator).to(batch.mask.device)
+    encodings = policy.encode_points(net, batch.x, bf16=bf16)
+    kwargs = {"step_subset": subset} if subset is not None else {}
+    steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings,
+                                 bf16=bf16, **kwargs)
+    if config.objective == "ncp":
+        nll = losses.ncp_nll(steps)
+        return nll.mean(), {"nll": float(nll.detach().mean())}
+    mc = losses.marginal_consistency(steps, config.flow)
+    energy = policy.partition_energy(net, None, batch.labels, batch.mask, encodings=encodings, bf16=bf16)
+    reg = losses.energy_regularizer(energy)
+    loss = (mc + config.delta * reg).mean()
+    parts = {"mc": float(mc.detach().mean()), "reg": float(reg.detach().mean())}
+    if config.lambda_cd > 0 and bool(batch.is_data.any()):
+        keep = batch.is_data
+        x, mask = batch.x[keep], batch.mask[keep]
+        width = int(mask.sum(1).max())
+        x, mask = x[:, :width], mask[:, :width]
+        sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width], generator=generator)
+        sample = sample[:, 0]
+        sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+        energy_sample = policy.partition_energy(net, None, sample, mask, encodings=sub, bf16=bf16)
+        cd = losses.contrastive_divergence(energy[keep], energy_sample)
+        loss = loss + config.lambda_cd * cd.sum() / batch.is_data.numel()
+        parts["cd"] = float(cd.detach().mean())
+    return loss, parts
+
+
+class Trainer:
+    """Train one model of ``config`` into ``out_dir`` (``last.pt``, ``best.pt``, ``metrics.jsonl``).
+
+    :param TrainConfig config: the run's configuration.
+    :param out_dir: run directory.
+    :param bool resume: continue from ``out_dir/last.pt`` (exactly: model, optimiser, schedule,
+        step; data streams are functions of the step). Without ``resume`` an existing run in
+        ``out_dir`` is never overwritten: a ``ValueError`` says so.
+    :param bool progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        self.device = resolve_device(config.device)
+        self.bf16 = config.bf16 and self.device.type == "cuda"
+        self.progress = progress and self.rank == 0
+        torch.manual_seed(config.seed)  # identical initialisation on every rank
+        self.net = EnergyNet(config.net).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=config.iterations, eta_min=config.lr_min
+        )
+        self.step = 0
+        self.best_val = math.inf
+        self.val_history: list[dict] = []
+        last = self.out_dir / "last.pt"
+        if resume:
+            self._restore(load_checkpoint(last, map_location=self.device))
+        elif last.exists():
+            raise ValueError(
+                f"{self.out_dir} already holds a run (last.pt); pass resume=True (--resume) to continue it "
+                "or choose another output directory"
+            )
+        self.validation = [
+            draw_batch(config, iteration_generator(config.seed, _VALIDATION_DATA, i), self.device, batch_size=min(64, config.val_sets),
+                       explore=False)
+            for i in range(math.ceil(config.val_sets / 64))
+        ]
+
+    # -------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_val": self.best_val,
+            "val_history": self.val_history,
+        }
+
+    def _restore(self, state: dict) -> None:
+        saved = TrainConfig.from_dict(state["config"])
+        if saved != self.config:
+            diff = {k: (v, getattr(self.config, k)) for k, v in vars(saved).items() if getattr(self.config, k) != v}
+            raise CheckpointError(f"cannot resume: the checkpoint was trained with another config (saved, now): {diff}")
+        for key in ("optimizer", "scheduler", "step"):
+            if key not in state:
+                raise CheckpointError(f"cannot resume: the checkpoint has no {key!r} (a pretrained model?)")
+        self.net.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best_val = float(state.get("best_val", math.inf))
+        self.val_history = list(state.get("val_history", []))
+
+    def save(self, name: str = "last.pt") -> Path | None:
+        if self.rank != 0:
+            return None
+        return save_checkpoint(self.out_dir / name, self._state())
+
+    # -------------------------------------------------------------- training
+    def validate(self) -> float:
+        """Mean objective (no exploration) on the fixed validation sets, with fixed samples."""
+        total, count = 0.0, 0
+        self.net.eval()
+        with torch.no_grad():
+            for i, batch in enumerate(self.validation):
+                loss, _ = batch_loss(self.net, self.config, batch, iteration_generator(self.config.seed, _VALIDATION_SAMPLES, i), self.bf16)
+                total += loss.item() * batch.x.shape[0]
+                count += batch.x.shape[0]
+        self.net.train()
+        return total / count
+
+    def _log(self, record: dict) -> None:
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with (self.out_dir / "metrics.jsonl").open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _sync_gradients(self) -> None:
+        if self.world > 1:
+            for p in self.net.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= self.world
+
+    def train_step(self) -> dict:
+        """One iteration of Algorithm 1 (or of NCP's maximum likelihood)."""
+        config = self.config
+        generator = iteration_generator(config.seed, self.rank, self.step)
+        batch = draw_batch(config, generator, self.device)
+        loss, parts = batch_loss(self.net, config, batch, generator, self.bf16)
+        if not torch.isfinite(loss):
+            self.save("nonfinite.pt")
+            raise NonFiniteLossError(
+                f"non-finite loss {loss.item()} at iteration {self.step} ({parts}); the state before the "
+                f"step is in {self.out_dir / 'nonfinite.pt'}. Lower --lr or --grad-clip, or use --flow consistent"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._sync_gradients()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), **parts}
+
+    def fit(self, until: int | None = None) -> dict:
+        """Train up to ``until`` iterations (default: ``config.iterations``); checkpoint and
+        validate every ``val_every`` iterations; a KeyboardInterrupt saves ``last.pt`` first."""
+        config = self.config
+        until = config.iterations if until is None else min(until, config.iterations)
+        self.net.train()
+        bar = tqdm(total=config.iterations, initial=self.step, disable=not self.progress, desc=config.objective,
+                   dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            while self.step < until:
+                record = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.3g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+                if self.step % config.val_every == 0 or self.step == config.iterations:
+                    val = self.validate()
+                    record["val_loss"] = val
+                    self.val_history.append({"step": self.step, "val_loss": val})
+                    if val < self.best_val:
+                        self.best_val = val
+                        self.save("best.pt")
+                    self.save("last.pt")
+                record.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
+                              elapsed_s=round(time.perf_counter() - start, 3))
+                self._log(record)
+        except KeyboardInterrupt:
+            self.save("last.pt")
+            bar.close()
+            raise
+        bar.close()
+        if self.step == until:
+            self.save("last.pt")
+        return {"step": self.step, "best_val": self.best_val}
+
+
+def init_distributed() -> bool:
+    """Initialise torch.distributed from torchrun's environment (NCCL on GPU, gloo on CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_available() and dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend)
+    return True
+

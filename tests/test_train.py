@@ -1,0 +1,203 @@
+"""Training: loss decreases, checkpoints round-trip, exact resume, guards, clear errors."""
+
+import math
+import os
+import socket
+
+import pytest
+import torch
+
+from gfncp_pyro.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from gfncp_pyro.config import PRESETS, TrainConfig, preset
+from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.partitions import is_canonical
+from gfncp_pyro.train import NonFiniteLossError, Trainer, batch_loss, draw_batch, iteration_generator
+
+TINY = dict(iterations=6, batch_size=8, n_max=10, val_sets=8, val_every=3, device="cpu",
+            net_h_dim=16, net_g_dim=32, net_hidden=16)
+
+
+def tiny(**changes) -> TrainConfig:
+    return preset("mog2d-small", **{**TINY, **changes})
+
+
+def _params(trainer):
+    return {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+@pytest.mark.parametrize("objective", ["gfncp", "ncp"])
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(objective):
+    config = tiny(objective=objective, lr=3e-3, lr_min=3e-3, iterations=40)
+    trainer = Trainer(config, "/nonexistent-unused", progress=False)
+    batch = draw_batch(config, iteration_generator(0, 0, 0), torch.device("cpu"), explore=False)
+    losses = []
+    for _ in range(60):
+        loss, _ = batch_loss(trainer.net, config, batch, iteration_generator(0, 0, 1))
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.85 * losses[0], losses
+
+
+def test_batches_come_from_the_model_with_exploration():
+    config = tiny(beta=0.5, batch_size=64)
+    batch = draw_batch(config, iteration_generator(1, 0, 0), torch.device("cpu"))
+    assert bool(is_canonical(batch.labels, batch.mask).all())
+    assert 10 < int(batch.is_data.sum()) < 54
+    lengths = batch.mask.sum(1)
+    assert int(lengths.min()) >= 1 and int(lengths.max()) <= 10
+    for row, n in zip(batch.orders.tolist(), lengths.tolist()):
+        assert sorted(row[:n]) == list(range(n))
+    fixed = draw_batch(tiny(n_min=8, fixed_k=3), iteration_generator(1, 0, 0), torch.device("cpu"))
+    assert (fixed.labels.max(1).values == 2).all()
+
+
+@pytest.mark.parametrize("objective", ["gfncp", "ncp"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, objective):
+    config = tiny(objective=objective)
+    full = Trainer(config, tmp_path / "full", progress=False)
+    full.fit()
+    part = Trainer(config, tmp_path / "part", progress=False)
+    part.fit(until=4)  # stops between checkpoints: resume starts from the last one (step 3)
+    part = Trainer(config, tmp_path / "part", resume=True, progress=False)
+    assert part.step == 6 or part.step == 4 or part.step == 3
+    part.fit()
+    for name, value in _params(full).items():
+        assert torch.equal(value, part.net.state_dict()[name]), name
+    assert part.scheduler.get_last_lr() == full.scheduler.get_last_lr()
+    assert (tmp_path / "full" / "best.pt").is_file()
+
+
+def test_fresh_run_never_overwrites(tmp_path):
+    Trainer(tiny(iterations=3), tmp_path, progress=False).fit()
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(tiny(iterations=3), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="another config"):
+        Trainer(tiny(iterations=3, lr=1e-3), tmp_path, resume=True, progress=False)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    trainer = Trainer(tiny(iterations=3), tmp_path, progress=False)
+    trainer.fit()
+    net, config = load_model(tmp_path / "last.pt")
+    assert config == trainer.config
+    for name, value in trainer.net.state_dict().items():
+        assert torch.equal(value, net.state_dict()[name])
+    x = torch.randn(1, 5, 2)
+    labels = torch.zeros(1, 5, dtype=torch.long)
+    from gfncp_pyro.policy import log_prob
+
+    assert torch.equal(log_prob(net, x, labels), log_prob(trainer.net.eval(), x, labels))
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(tmp_path):
+    trainer = Trainer(tiny(iterations=3), tmp_path, progress=False)
+    trainer.fit()
+    data = (tmp_path / "last.pt").read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    state = load_checkpoint(tmp_path / "last.pt")
+    state.pop("format"), state.pop("format_version"), state.pop("package_version")
+    save_checkpoint(tmp_path / "future.pt", state)
+    raw = torch.load(tmp_path / "future.pt", weights_only=True)
+    raw["format_version"] = 99
+    torch.save(raw, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a gfncp-pyro checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    save_checkpoint(tmp_path / "ok.pt", {"config": {}, "model": {}})
+    before = (tmp_path / "ok.pt").read_bytes()
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "ok.pt", {"config": {}, "model": {"w": torch.ones(2)}})
+    assert (tmp_path / "ok.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.pt"]
+
+
+def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
+    trainer = Trainer(tiny(iterations=3), tmp_path, progress=False)
+    with torch.no_grad():
+        next(trainer.net.parameters()).fill_(math.nan)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss .* iteration 0"):
+        trainer.fit()
+    assert (tmp_path / "nonfinite.pt").is_file()
+
+
+def test_config_validation_and_presets():
+    assert PRESETS["mog2d"].alpha == 6.0 and PRESETS["mog2d"].n_max == 1000
+    assert PRESETS["mog2d-k6"].fixed_k == 6
+    small = PRESETS["mog2d-small"]
+    assert (small.alpha, small.sigma_mu, small.sigma_x, small.n_min, small.n_max) == (1.0, 5.0, 1.0, 1, 32)
+    assert TrainConfig.from_dict(small.to_dict()) == small
+    for bad in (dict(objective="vae"), dict(flow="x"), dict(beta=1.5), dict(alpha=-1.0), dict(n_max=0),
+                dict(mc_steps=0), dict(batch_size=0)):
+        with pytest.raises(ValueError):
+            small.replace(**bad)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("imagenet")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out, result):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny(iterations=4, val_every=2), out, progress=False)
+    trainer.fit()
+    flat = torch.cat([p.detach().flatten() for p in trainer.net.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    batch = draw_batch(trainer.config, __import__("gfncp_pyro.train").train.iteration_generator(0, rank, 0),
+                       torch.device("cpu"))
+    sizes = [torch.zeros(1) for _ in range(world)]
+    dist.all_gather(sizes, batch.x.sum().reshape(1))
+    if rank == 0:
+        result.put((all(torch.equal(g, gathered[0]) for g in gathered), sizes[0].item() != sizes[1].item()))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_keeps_ranks_identical(tmp_path):
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    result = ctx.SimpleQueue()
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path), result), nprocs=2, start_method="spawn")
+    identical, different_data = result.get()
+    assert identical and different_data
+
+
+def test_sampler_used_by_training_is_the_models():
+    """draw_batch's data (without exploration) is CRPMixture.sample_batch's, set for set."""
+    config = tiny()
+    gen_a, gen_b = iteration_generator(3, 0, 0), iteration_generator(3, 0, 0)
+    batch = draw_batch(config, gen_a, torch.device("cpu"), explore=False)
+    from gfncp_pyro.data import random_lengths
+
+    lengths = random_lengths(config.batch_size, config.n_min, config.n_max, gen_b)
+    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    direct = mixture.sample_batch(lengths, gen_b, dtype=torch.float64)
+    assert torch.equal(batch.labels, direct.labels)
+    assert torch.allclose(batch.x, direct.x.float())
