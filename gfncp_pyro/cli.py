@@ -142,10 +142,10 @@ def _cluster(args) -> int:
     if args.png:
         _plot_clusterings(points, top_labels, top_log_prob, args.png)
     elapsed = time.perf_counter() - start
+    top = ", ".join(f"{t['log_prob']:.3f}" for t in result["top"])
     print(json.dumps(result) if args.json else
           f"{points.shape[0]} points -> {result['num_clusters']} clusters, log q = {result['log_prob']:.3f} "
-          f"(greedy); top-{len(result['top'])} log q: {', '.join(f'{t['log_prob']:.3f}' for t in result['top'])} "
-          f"[{elapsed:.2f} s]")
+          f"(greedy); top-{len(result['top'])} log q: {top} [{elapsed:.2f} s]")
     return 0
 
 

@@ -19,6 +19,7 @@ __all__ = ["TrainConfig", "PRESETS", "preset"]
 
 Objective = Literal["gfncp", "ncp"]
 Flow = Literal["consistent", "paper"]
+Reward = Literal["cd", "nll"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ class TrainConfig:
     :param float beta: probability that a training set keeps its data partition; otherwise it
         gets a uniformly random partition (space exploration, Alg. 1). GFNCP only.
     :param float delta: weight of the energy regulariser (Eq. 28). Not given in [1]; ours.
-    :param float lambda_cd: weight of the contrastive term (Eq. 27). Not given in [1]; ours.
+    :param reward: how GFNCP learns the reward ``-log p(c | x)`` of Eq. (26): ``"cd"`` with the
+        contrastive-divergence gradient of Eq. (27) and one policy sample (the paper), or
+        ``"nll"`` with the trajectory likelihood ``-log q(c | x, rho)`` of Eq. (30), which equals
+        ``-log p(c | x)`` wherever the MC loss is zero (the policy is then the reward's
+        posterior for every order); ours, lower variance.
+    :param float lambda_cd: weight of the reward term. Not given in [1]; ours.
     :param mc_steps: if set, the MC loss (and NCP's NLL) is estimated on this many random steps
         per set (an unbiased estimate of the sum over steps; faster for large N).
     :param int iterations: optimisation steps (paper: 5,000).
@@ -70,6 +76,7 @@ class TrainConfig:
     objective: Objective = "gfncp"
     flow: Flow = "consistent"
     beta: float = 0.999
+    reward: Reward = "cd"
     delta: float = 0.6
     lambda_cd: float = 0.4
     mc_steps: int | None = None
@@ -99,6 +106,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+        if self.reward not in ("cd", "nll"):
+            raise ValueError(f"reward must be 'cd' or 'nll', got {self.reward!r}")
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
         for name in ("n_min", "iterations", "batch_size", "val_sets", "val_every"):

@@ -119,14 +119,16 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
 
 
 def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, generator: torch.Generator,
-               bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+               bf16: bool = False, reward: str | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The objective of ``config`` on one batch, averaged over sets, and its parts.
 
     GFNCP (Eq. 29): ``mean_b[MC_b + delta * E_b^2] + lambda * mean_{data b}[E_b - E~_b]`` with
     ``E_b = E[c_{1:N}]`` and ``E~_b`` the energy of a policy sample of the same points (drawn
     without gradient, re-scored with gradient). NCP: ``mean_b[-log q(c_b | x_b)]`` along random
-    orders (Eq. 11).
+    orders (Eq. 11). ``reward`` overrides ``config.reward`` (validation scores every GFNCP run
+    with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is meaningful).
     """
+    reward = reward or config.reward
     lengths = batch.mask.sum(1)
     subset = None
     if config.mc_steps is not None:
@@ -143,18 +145,23 @@ def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, genera
     reg = losses.energy_regularizer(energy)
     loss = (mc + config.delta * reg).mean()
     parts = {"mc": float(mc.detach().mean()), "reg": float(reg.detach().mean())}
-    if config.lambda_cd > 0 and bool(batch.is_data.any()):
-        keep = batch.is_data
-        x, mask = batch.x[keep], batch.mask[keep]
-        width = int(mask.sum(1).max())
-        x, mask = x[:, :width], mask[:, :width]
-        sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width], generator=generator)
-        sample = sample[:, 0]
-        sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
-        energy_sample = policy.partition_energy(net, None, sample, mask, encodings=sub, bf16=bf16)
-        cd = losses.contrastive_divergence(energy[keep], energy_sample)
-        loss = loss + config.lambda_cd * cd.sum() / batch.is_data.numel()
-        parts["cd"] = float(cd.detach().mean())
+    keep = batch.is_data
+    if config.lambda_cd > 0 and bool(keep.any()):
+        if reward == "nll":
+            nll = losses.ncp_nll(steps)[keep]
+            loss = loss + config.lambda_cd * nll.sum() / keep.numel()
+            parts["nll"] = float(nll.detach().mean())
+        else:
+            x, mask = batch.x[keep], batch.mask[keep]
+            width = int(mask.sum(1).max())
+            x, mask = x[:, :width], mask[:, :width]
+            sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
+                                        generator=generator)
+            sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+            energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
+            cd = losses.contrastive_divergence(energy[keep], energy_sample)
+            loss = loss + config.lambda_cd * cd.sum() / keep.numel()
+            parts["cd"] = float(cd.detach().mean())
     return loss, parts
 
 
@@ -235,12 +242,14 @@ class Trainer:
 
     # -------------------------------------------------------------- training
     def validate(self) -> float:
-        """Mean objective (no exploration) on the fixed validation sets, with fixed samples."""
+        """Mean objective (no exploration) on the fixed validation sets; for GFNCP the reward
+        term is the trajectory NLL (Eq. 26 through Eq. 30), whatever ``config.reward`` is."""
         total, count = 0.0, 0
         self.net.eval()
         with torch.no_grad():
             for i, batch in enumerate(self.validation):
-                loss, _ = batch_loss(self.net, self.config, batch, iteration_generator(self.config.seed, _VALIDATION_SAMPLES, i), self.bf16)
+                loss, _ = batch_loss(self.net, self.config, batch, iteration_generator(self.config.seed, _VALIDATION_SAMPLES, i),
+                                     self.bf16, reward="nll")
                 total += loss.item() * batch.x.shape[0]
                 count += batch.x.shape[0]
         self.net.train()

@@ -1,0 +1,142 @@
+"""Compare an amortized posterior q(c | x) with the exact posterior p(c | x) over all partitions.
+
+For one data set with all Bell(N) partitions enumerated: q of every partition along the identity
+order (Eq. 30 without the order factor) and averaged over R random orders (the GFlowNet's
+marginal over orders, Eq. 19), the divergences between p and q, MAP agreement, q's mass on the
+exact top-10, SDPP (Eq. 32) of the exact MAP partition, MC (Eq. 24) of the true partition, and
+self-normalised importance sampling with q as proposal (log evidence, ESS, corrected posterior).
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gfncp_pyro import decoding, losses, policy
+from gfncp_pyro.exact import ExactPosterior
+from gfncp_pyro.nn import EnergyNet
+from gfncp_pyro.partitions import canonicalize, enumerate_partitions
+
+__all__ = ["partition_codes", "policy_log_q", "divergences", "compare_one"]
+
+_TINY = 1e-300
+
+
+def partition_codes(labels: torch.Tensor) -> torch.Tensor:
+    """Integer code of each canonical label vector ``(B, N) -> (B,)``: base-N digits, most
+    significant first, so lexicographic order of labels is numeric order of codes."""
+    n = labels.shape[-1]
+    weights = torch.tensor([n ** (n - 1 - i) for i in range(n)], dtype=torch.long, device=labels.device)
+    return (labels.long() * weights).sum(-1)
+
+
+def _prefix_conditionals(net: EnergyNet, x: torch.Tensor) -> list[torch.Tensor]:
+    """``log P(a_t = k | a_{<t})`` for every prefix ``a_{<t}`` of the identity order:
+    entry ``t`` is ``(Bell(t), t + 1)`` (rows in :func:`enumerate_partitions` order, -inf where
+    ``k`` is not a candidate). The policy only depends on the prefix, so each step is evaluated
+    once per distinct prefix (``sum_t Bell(t)`` rows instead of ``Bell(N) * N``)."""
+    n = x.shape[0]
+    encodings = policy.encode_points(net, x[None])
+    out = [torch.zeros((1, 1), dtype=torch.float64)]
+    for t in range(1, n):
+        prefixes = enumerate_partitions(t)
+        b = prefixes.shape[0]
+        labels = torch.cat([prefixes, torch.zeros((b, n - t), dtype=torch.long)], dim=1)
+        subset = torch.zeros((b, n), dtype=torch.bool)
+        subset[:, t] = True
+        enc = policy.Encodings(encodings.h.expand(b, -1, -1), encodings.u.expand(b, -1, -1))
+        steps = policy.teacher_force(net, None, labels, None, None, encodings=enc, step_subset=subset)
+        energies = steps.energies[:, t, : t + 1].double()
+        valid = steps.candidate_mask[:, t, : t + 1]
+        out.append(torch.log_softmax(torch.where(valid, -energies, -math.inf), dim=-1))
+    return out
+
+
+def policy_log_q(net: EnergyNet, x: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+    """``log q(c | x, rho)`` (Eq. 30 without the order factor) of every partition (rows of
+    ``labels`` ``(P, N)``, canonical in the points' order) along every order (rows of ``orders``
+    ``(R, N)``): ``(R, P)``, float64. Along ``rho`` the actions are ``canonicalize(c[rho])``."""
+    n = x.shape[0]
+    dtype = next(net.parameters()).dtype
+    out = torch.zeros((orders.shape[0], labels.shape[0]), dtype=torch.float64)
+    with torch.no_grad():
+        for r, order in enumerate(orders):
+            conditionals = _prefix_conditionals(net, x[order].to(dtype))
+            actions = canonicalize(labels[:, order])
+            for t in range(1, n):
+                prefix_codes = partition_codes(enumerate_partitions(t))
+                row = torch.searchsorted(prefix_codes, partition_codes(actions[:, :t]))
+                out[r] += conditionals[t][row, actions[:, t]]
+    return out
+
+
+def divergences(log_p: torch.Tensor, log_q: torch.Tensor) -> dict[str, float]:
+    """TV, KL(p||q), KL(q||p), Jensen-Shannon (nats) between two distributions on the same support."""
+    p, q = log_p.exp(), log_q.exp()
+    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
+
+    def kl(a, log_a, log_b) -> float:  # sum a log(a/b), with 0 log 0 = 0
+        return float(torch.where(a > 0, a * (log_a - log_b), 0.0).sum())
+
+    return {
+        "tv": float(0.5 * (p - q).abs().sum()),
+        "kl_pq": kl(p, log_p, log_q),
+        "kl_qp": kl(q, log_q, log_p),
+        "js": 0.5 * kl(p, log_p, log_m) + 0.5 * kl(q, log_q, log_m),
+    }
+
+
+def _log_normalise(log_w: torch.Tensor) -> torch.Tensor:
+    return log_w - torch.logsumexp(log_w, 0)
+
+
+def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_labels: torch.Tensor,
+                orders: torch.Tensor, num_importance: int = 1000, sdpp_orders: int = 500,
+                generator: torch.Generator | None = None) -> dict:
+    """All metrics of one model on one data set (see the module docstring).
+
+    :param orders: ``(R, N)`` random orders; q is also evaluated along the identity order.
+    :returns: a JSON-ready dict of floats, plus ``"log_q"`` (identity order, float64 ``(P,)``)
+        for plotting.
+    """
+    n = x.shape[0]
+    identity = torch.arange(n).unsqueeze(0)
+    log_q_all = policy_log_q(net, x, exact.labels, torch.cat([identity, orders]))
+    log_q = log_q_all[0]
+    log_q_avg = torch.logsumexp(log_q_all[1:], 0) - math.log(orders.shape[0]) if orders.shape[0] else log_q
+    log_p = exact.log_posterior
+    out = {f"{k}": v for k, v in divergences(log_p, log_q).items()}
+    out.update({f"{k}_orders": v for k, v in divergences(log_p, _log_normalise(log_q_avg)).items()})
+    out["q_mass_identity"] = float(log_q.exp().sum())
+    p_map = int(log_p.argmax())
+    out["map_agreement"] = float(int(log_q.argmax()) == p_map)
+    top10 = torch.topk(log_p, min(10, log_p.numel())).indices
+    out["q_mass_on_top10"] = float(log_q[top10].exp().sum())
+    out["p_mass_on_top10"] = float(log_p[top10].exp().sum())
+    dtype = next(net.parameters()).dtype
+    with torch.no_grad():
+        result = policy.sdpp(net, x.to(dtype), exact.labels[p_map], sdpp_orders,
+                             generator=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        out["sdpp_map"] = float(result.value)
+        steps = policy.teacher_force(net, x.to(dtype)[None], true_labels[None])
+        out["mc_true_paper"] = float(losses.marginal_consistency(steps, "paper"))
+        out["mc_true_consistent"] = float(losses.marginal_consistency(steps, "consistent"))
+    # Self-normalised importance sampling with q (identity order) as the proposal.
+    samples, log_q_s = decoding.sample(net, x.to(dtype), num_importance, generator=generator)
+    index = torch.searchsorted(partition_codes(exact.labels), partition_codes(samples))
+    log_joint = log_p[index] + exact.log_evidence
+    log_w = log_joint - log_q_s.double()
+    log_ev_hat = torch.logsumexp(log_w, 0) - math.log(num_importance)
+    w = torch.softmax(log_w, 0)
+    corrected = torch.zeros_like(log_p).index_add_(0, index, w)
+    out["is_log_evidence_error"] = float(log_ev_hat - exact.log_evidence)
+    out["is_ess"] = float(1.0 / (w.square().sum()))
+    out["is_tv"] = float(0.5 * (corrected - log_p.exp()).abs().sum())
+    out["log_q"] = log_q
+    return out

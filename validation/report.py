@@ -1,0 +1,200 @@
+"""The body of ``python -m validation.exact``: data, exact posteriors, model comparisons, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gfncp_pyro import decoding, policy
+from gfncp_pyro.cli import UserError, resolve_model
+from gfncp_pyro.distributions import ChineseRestaurantProcess
+from gfncp_pyro.exact import exact_posterior
+from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.partitions import MAX_ENUMERATION_N, bell_number
+from gfncp_pyro.subset_dp import MAX_DP_N, subset_posterior
+
+from .compare import compare_one
+from .plots import plot_ecdfs, plot_top_partitions
+
+__all__ = ["run_validation", "compare_dp"]
+
+HEADLINE = ["tv", "tv_orders", "kl_pq", "kl_qp", "js", "map_agreement", "q_mass_on_top10", "sdpp_map",
+            "mc_true_paper", "mc_true_consistent", "is_log_evidence_error", "is_ess", "is_tv"]
+DP_HEADLINE = ["coclustering_mae", "is_coclustering_mae", "map_agreement", "sdpp_map", "is_log_evidence_error",
+               "is_ess"]
+
+
+def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: int, sdpp_orders: int,
+               generator: torch.Generator) -> dict:
+    """Metrics against the subset DP (N beyond enumeration): co-clustering and evidence."""
+    dtype = next(net.parameters()).dtype
+    n = x.shape[0]
+    samples, log_q = decoding.sample(net, x.to(dtype), num_importance, generator=generator)
+    crp = ChineseRestaurantProcess(torch.tensor(mixture.alpha, dtype=torch.float64), n)
+    log_joint = crp.log_prob(samples) + mixture.likelihood.log_marginal(x.double(), samples)
+    log_w = log_joint - log_q.double()
+    w = torch.softmax(log_w, 0)
+    same = (samples.unsqueeze(-1) == samples.unsqueeze(-2)).double()
+    exact_cc = dp.coclustering()
+    off = ~torch.eye(n, dtype=torch.bool)
+    greedy, _ = decoding.greedy(net, x.to(dtype))
+    map_labels, _ = dp.map_partition()
+    with torch.no_grad():
+        sdpp = policy.sdpp(net, x.to(dtype), map_labels, sdpp_orders,
+                           generator=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    return {
+        "coclustering_mae": float((same.mean(0) - exact_cc)[off].abs().mean()),
+        "is_coclustering_mae": float(((w[:, None, None] * same).sum(0) - exact_cc)[off].abs().mean()),
+        "map_agreement": float(torch.equal(greedy, map_labels)),
+        "sdpp_map": float(sdpp.value),
+        "is_log_evidence_error": float(torch.logsumexp(log_w, 0) - math.log(num_importance) - dp.log_evidence),
+        "is_ess": float(1.0 / w.square().sum()),
+    }
+
+
+def _models(args, mixture_args: dict) -> dict:
+    if args.no_models:
+        return {}
+    models = {}
+    for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)):
+        net, config = resolve_model(spec)
+        if config.dim != 2:
+            raise UserError(f"{name} checkpoint {spec} was trained for dimension {config.dim}, the validation uses 2")
+        trained = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x}
+        differ = {k: (v, mixture_args[k]) for k, v in trained.items()
+                  if mixture_args[k] is not None and not math.isclose(v, mixture_args[k])}
+        if differ:
+            message = (f"{name} checkpoint {spec} was trained for other model hyper-parameters "
+                       f"(trained, requested): {differ}")
+            if not args.force:
+                raise UserError(message + "; pass --force to run it anyway")
+            warnings.warn(message)
+        models[name] = (net, config)
+    return models
+
+
+def _load_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
+    path = args.data
+    if not path.is_file():
+        raise UserError(f"--data file {path} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise UserError(f"--data {path} is not a readable .npy array ({err})") from None
+    if x.ndim != 2 or x.shape[1] != 2 or not 1 <= x.shape[0] <= MAX_DP_N:
+        raise UserError(f"--data must hold points of shape (N, 2) with 1 <= N <= {MAX_DP_N}, got {x.shape}")
+    if not np.isfinite(x).all():
+        raise UserError(f"--data {path} contains NaN or infinite values")
+    return torch.as_tensor(x, dtype=torch.float64)[None], None
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "median": statistics.median(values)}
+
+
+def run_validation(args) -> int:
+    if args.datasets < 1 or args.orders < 0 or args.importance < 1 or args.sdpp_orders < 1:
+        raise UserError("--datasets, --importance and --sdpp-orders must be >= 1 and --orders >= 0")
+    requested = {"alpha": args.alpha, "sigma_mu": args.sigma_mu, "sigma_x": args.sigma_x}
+    models = _models(args, requested)
+    reference = next(iter(models.values()))[1] if models else None
+    hyper = {k: (v if v is not None else (getattr(reference, k) if reference else d))
+             for (k, v), d in zip(requested.items(), (1.0, 5.0, 1.0))}
+    mixture = CRPMixture(hyper["alpha"], hyper["sigma_mu"], hyper["sigma_x"], dim=2)
+    if args.data is not None:
+        xs, truth = _load_data(args)
+    else:
+        if not 1 <= args.N <= MAX_DP_N:
+            raise UserError(f"--N must lie in 1..{MAX_ENUMERATION_N} (enumeration) or up to {MAX_DP_N} with --dp, "
+                            f"got {args.N}")
+        batch = mixture.sample_batch(torch.full((args.datasets,), args.N), torch.Generator().manual_seed(args.seed),
+                                     dtype=torch.float64)
+        xs, truth = batch.x, batch.labels
+    n = xs.shape[1]
+    use_dp = args.dp or n > MAX_ENUMERATION_N
+    if n > MAX_ENUMERATION_N and not args.dp:
+        raise UserError(f"N={n} has Bell({n}) = {bell_number(n):.3g} partitions, beyond enumeration "
+                        f"(N <= {MAX_ENUMERATION_N}); add --dp for the subset dynamic programme (N <= {MAX_DP_N})")
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    per_model: dict[str, list[dict]] = {name: [] for name in models}
+    exact_rows, cases = [], []
+    start = time.perf_counter()
+    for i in tqdm(range(xs.shape[0]), disable=args.no_progress, desc="data sets", dynamic_ncols=True):
+        x = xs[i]
+        t_true = truth[i] if truth is not None else None
+        if use_dp:
+            dp = subset_posterior(x, mixture.alpha, likelihood=mixture.likelihood)
+            exact_rows.append({"log_evidence": float(dp.log_evidence)})
+            for name, (net, _) in models.items():
+                per_model[name].append(compare_dp(net, x, dp, mixture, args.importance, args.sdpp_orders, generator))
+            continue
+        exact = exact_posterior(x, mixture.alpha, likelihood=mixture.likelihood)
+        row = {"log_evidence": float(exact.log_evidence), "entropy": exact.entropy}
+        if t_true is not None:
+            row["map_is_true"] = float(torch.equal(exact.labels[int(exact.log_posterior.argmax())], t_true))
+        exact_rows.append(row)
+        orders = torch.stack([torch.randperm(n, generator=generator) for _ in range(args.orders)]) \
+            if args.orders else torch.zeros((0, n), dtype=torch.long)
+        log_q = {}
+        for name, (net, _) in models.items():
+            result = compare_one(net, x, exact, t_true if t_true is not None else exact.labels[0], orders,
+                                 args.importance, args.sdpp_orders, generator)
+            log_q[name] = result.pop("log_q")
+            if t_true is None:
+                result.pop("mc_true_paper"), result.pop("mc_true_consistent")
+            per_model[name].append(result)
+        if len(cases) < 3:
+            cases.append({"title": f"data set {i} (N={n}): exact posterior vs q(c|x) along the identity order",
+                          "labels": exact.labels, "log_p": exact.log_posterior, "log_q": log_q})
+    elapsed = time.perf_counter() - start
+    report = {
+        "N": n, "datasets": xs.shape[0], "seed": args.seed, "method": "subset DP" if use_dp else "enumeration",
+        "model": {**hyper, "dim": 2}, "orders": args.orders, "importance_samples": args.importance,
+        "sdpp_orders": args.sdpp_orders, "elapsed_s": elapsed,
+        "checkpoints": {name: spec for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)) if name in models},
+        "exact": {k: _summary([r[k] for r in exact_rows]) for k in exact_rows[0]},
+        "models": {name: {k: _summary([r[k] for r in rows]) for k in rows[0]} for name, rows in per_model.items()},
+        "per_dataset": {name: rows for name, rows in per_model.items()},
+    }
+    _print(report, use_dp)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if models:
+        if cases:
+            plot_top_partitions(cases, args.out / f"top_partitions_N{n}.png")
+        ecdf = {m: {name: [r[m] for r in rows] for name, rows in per_model.items()}
+                for m in (("coclustering_mae", "sdpp_map") if use_dp else ("tv", "sdpp_map"))}
+        plot_ecdfs(ecdf, args.out / f"ecdf_N{n}.png")
+        print(f"wrote figures to {args.out}/")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print(report: dict, use_dp: bool) -> None:
+    print(f"\n{report['method']}: {report['datasets']} data set(s) of N={report['N']} from the CRP mixture "
+          f"{report['model']}, seed {report['seed']} ({report['elapsed_s']:.1f} s)")
+    for key, s in report["exact"].items():
+        print(f"  exact {key:<22} mean {s['mean']:.4f}  std {s['std']:.4f}  median {s['median']:.4f}")
+    if not report["models"]:
+        return
+    names = list(report["models"])
+    print(f"\n{'metric':<24}" + "".join(f"{n + ' mean':>14}{'std':>9}{'median':>9}" for n in names))
+    for metric in DP_HEADLINE if use_dp else HEADLINE:
+        cells = []
+        for name in names:
+            s = report["models"][name].get(metric)
+            cells.append(f"{s['mean']:>14.4g}{s['std']:>9.3g}{s['median']:>9.4g}" if s else f"{'-':>32}")
+        print(f"{metric:<24}" + "".join(cells))
+    sys.stdout.flush()
