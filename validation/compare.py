@@ -36,25 +36,36 @@ def partition_codes(labels: torch.Tensor) -> torch.Tensor:
     return (labels.long() * weights).sum(-1)
 
 
-def _prefix_conditionals(net: EnergyNet, x: torch.Tensor) -> list[torch.Tensor]:
-    """``log P(a_t = k | a_{<t})`` for every prefix ``a_{<t}`` of the identity order:
-    entry ``t`` is ``(Bell(t), t + 1)`` (rows in :func:`enumerate_partitions` order, -inf where
-    ``k`` is not a candidate). The policy only depends on the prefix, so each step is evaluated
-    once per distinct prefix (``sum_t Bell(t)`` rows instead of ``Bell(N) * N``)."""
-    n = x.shape[0]
+def _prefix_conditionals(net: EnergyNet, x: torch.Tensor, orders: torch.Tensor) -> list[torch.Tensor]:
+    """``log P(a_t = k | a_{<t})`` for every prefix ``a_{<t}`` along every order, in ONE
+    teacher-forced pass: entry ``t`` is ``(R, Bell(t), t + 1)`` (prefixes in
+    :func:`enumerate_partitions` order, -inf where ``k`` is not a candidate). The policy only
+    depends on the prefix, so each step is evaluated once per distinct prefix
+    (``R * sum_t Bell(t)`` candidate sets instead of ``R * Bell(N) * N``)."""
+    n, r = x.shape[0], orders.shape[0]
+    if n == 1:
+        return [torch.zeros((r, 1, 1), dtype=torch.float64)]
+    prefixes = [enumerate_partitions(t) for t in range(1, n)]
+    actions = torch.cat([torch.cat([p, torch.zeros((p.shape[0], n - p.shape[1]), dtype=torch.long)], 1)
+                         for p in prefixes])  # (P, N) along the order, completed with cluster 0
+    steps_of = torch.cat([torch.full((p.shape[0],), t + 1) for t, p in enumerate(prefixes)])
+    rows = actions.shape[0]
+    row_orders = orders.repeat_interleave(rows, dim=0)  # (R * P, N)
+    inverse = torch.argsort(row_orders, dim=1)
+    labels = canonicalize(actions.repeat(r, 1).gather(1, inverse))  # caller's point order
+    subset = torch.zeros((r * rows, n), dtype=torch.bool)
+    subset[torch.arange(r * rows), steps_of.repeat(r)] = True
     encodings = policy.encode_points(net, x[None])
-    out = [torch.zeros((1, 1), dtype=torch.float64)]
-    for t in range(1, n):
-        prefixes = enumerate_partitions(t)
-        b = prefixes.shape[0]
-        labels = torch.cat([prefixes, torch.zeros((b, n - t), dtype=torch.long)], dim=1)
-        subset = torch.zeros((b, n), dtype=torch.bool)
-        subset[:, t] = True
-        enc = policy.Encodings(encodings.h.expand(b, -1, -1), encodings.u.expand(b, -1, -1))
-        steps = policy.teacher_force(net, None, labels, None, None, encodings=enc, step_subset=subset)
-        energies = steps.energies[:, t, : t + 1].double()
-        valid = steps.candidate_mask[:, t, : t + 1]
-        out.append(torch.log_softmax(torch.where(valid, -energies, -math.inf), dim=-1))
+    enc = policy.Encodings(encodings.h.expand(r * rows, -1, -1), encodings.u.expand(r * rows, -1, -1))
+    steps = policy.teacher_force(net, None, labels, None, row_orders, encodings=enc, step_subset=subset)
+    energies = steps.energies.double().reshape(r, rows, n, -1)
+    valid = steps.candidate_mask.reshape(r, rows, n, -1)
+    out, start = [torch.zeros((r, 1, 1), dtype=torch.float64)], 0
+    for t, p in enumerate(prefixes, 1):
+        e = energies[:, start:start + p.shape[0], t, : t + 1]
+        m = valid[:, start:start + p.shape[0], t, : t + 1]
+        out.append(torch.log_softmax(torch.where(m, -e, -math.inf), dim=-1))
+        start += p.shape[0]
     return out
 
 
@@ -66,13 +77,13 @@ def policy_log_q(net: EnergyNet, x: torch.Tensor, labels: torch.Tensor, orders: 
     dtype = next(net.parameters()).dtype
     out = torch.zeros((orders.shape[0], labels.shape[0]), dtype=torch.float64)
     with torch.no_grad():
+        conditionals = _prefix_conditionals(net, x.to(dtype), orders)
         for r, order in enumerate(orders):
-            conditionals = _prefix_conditionals(net, x[order].to(dtype))
             actions = canonicalize(labels[:, order])
             for t in range(1, n):
                 prefix_codes = partition_codes(enumerate_partitions(t))
                 row = torch.searchsorted(prefix_codes, partition_codes(actions[:, :t]))
-                out[r] += conditionals[t][row, actions[:, t]]
+                out[r] += conditionals[t][r, row, actions[:, t]]
     return out
 
 

@@ -62,11 +62,17 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
 
 
 def _models(args, mixture_args: dict) -> dict:
+    """Load the models; every model must have been trained for the requested hyper-parameters
+    (those not requested are taken from the first model), else an error (a warning with --force)."""
     if args.no_models:
         return {}
     models = {}
+    mixture_args = dict(mixture_args)
     for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)):
         net, config = resolve_model(spec)
+        for key, value in mixture_args.items():
+            if value is None:
+                mixture_args[key] = getattr(config, key)
         if config.dim != 2:
             raise UserError(f"{name} checkpoint {spec} was trained for dimension {config.dim}, the validation uses 2")
         trained = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x}
