@@ -93,6 +93,7 @@ def _train(args) -> int:
     init_distributed()
     trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
     if trainer.rank == 0:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         print(f"training {config.objective} ({config.preset}) on {trainer.device} into {args.out}, "
               f"world size {trainer.world}, from step {trainer.step}", file=sys.stderr)

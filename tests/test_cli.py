@@ -1,0 +1,94 @@
+"""The gfncp command: train/resume, info, evaluate, cluster, and one-line errors for user mistakes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gfncp_pyro.checkpoint import save_checkpoint
+from gfncp_pyro.cli import main
+from gfncp_pyro.config import preset
+from gfncp_pyro.nn import EnergyNet
+
+SMALL = dict(net_h_dim=8, net_g_dim=16, net_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    config = preset("mog2d-small", **SMALL)
+    torch.manual_seed(0)
+    save_checkpoint(path, {"config": config.to_dict(), "model": EnergyNet(config.net).state_dict()})
+    return str(path)
+
+
+def test_train_resume_info(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    flags = ["--preset", "mog2d-small", "--out", out, "--iterations", "4", "--batch-size", "4", "--n-max", "6",
+             "--val-sets", "4", "--val-every", "2", "--device", "cpu", "--no-progress"]
+    assert main(["train"] + flags) == 0
+    assert main(["train"] + flags) == 2  # refuses to overwrite
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train"] + flags + ["--resume"]) == 0
+    assert main(["info", out + "/last.pt"]) == 0
+    assert "step 4" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iterations"] == 4
+
+
+def test_evaluate_writes_json(checkpoint, tmp_path, capsys):
+    report = tmp_path / "e.json"
+    assert main(["evaluate", checkpoint, "--sets", "6", "--N", "12", "--sdpp-sets", "2", "--sdpp-orders", "5",
+                 "--json", str(report), "--no-progress"]) == 0
+    data = json.loads(report.read_text())
+    assert data["nmi"]["n"] == 6 and 0 <= data["ari"]["mean"] <= 1 and data["sdpp"]["n"] == 2
+    assert "nmi" in capsys.readouterr().out
+
+
+def test_cluster_csv_and_png(checkpoint, tmp_path, capsys):
+    points = np.random.default_rng(0).normal(size=(30, 2))
+    csv = tmp_path / "p.csv"
+    np.savetxt(csv, points, delimiter=",")
+    labels = tmp_path / "labels.txt"
+    assert main(["cluster", checkpoint, "--input", str(csv), "--png", str(tmp_path / "c.png"),
+                 "--output", str(labels), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["labels"]) == 30 and len(result["top"]) == 3
+    assert np.loadtxt(labels).shape == (30,)
+    assert (tmp_path / "c.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("x,y\n1,2\n3,4\n", "numbers only"),
+        ("1,2\n3,\n", "numbers only"),
+        ("", "empty"),
+        ("1,2,3\n4,5,6\n", "dimension 3"),
+    ],
+)
+def test_cluster_bad_files(checkpoint, tmp_path, capsys, content, match):
+    csv = tmp_path / "bad.csv"
+    csv.write_text(content)
+    assert main(["cluster", checkpoint, "--input", str(csv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+
+
+def test_cluster_missing_file_and_bad_checkpoint(checkpoint, tmp_path, capsys):
+    assert main(["cluster", checkpoint, "--input", str(tmp_path / "nope.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "p.csv").write_text("1,2\n")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["cluster", str(bad), "--input", str(tmp_path / "p.csv")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_console_entry_point_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "gfncp_pyro", "info", str(tmp_path / "missing.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "does not exist" in result.stderr
