@@ -25,7 +25,7 @@ __all__ = ["main", "read_points", "resolve_model"]
 
 _OVERRIDES = {
     # flag: (config field, type)
-    "objective": ("objective", str), "flow": ("flow", str), "iterations": ("iterations", int),
+    "objective": ("objective", str), "flow": ("flow", str), "reward": ("reward", str), "iterations": ("iterations", int),
     "batch_size": ("batch_size", int), "lr": ("lr", float), "lr_min": ("lr_min", float),
     "beta": ("beta", float), "delta": ("delta", float), "lambda_cd": ("lambda_cd", float),
     "mc_steps": ("mc_steps", int), "seed": ("seed", int), "device": ("device", str),
