@@ -74,7 +74,7 @@ class TrainConfig:
     n_max: int = 1000
     fixed_k: int | None = None
     objective: Objective = "gfncp"
-    flow: Flow = "consistent"
+    flow: Flow = "paper"
     beta: float = 0.999
     reward: Reward = "cd"
     delta: float = 0.6
