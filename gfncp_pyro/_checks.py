@@ -1,5 +1,6 @@
-"""Input validation shared by teacher forcing (:mod:`gfncp_pyro.policy`) and decoding
-(:mod:`gfncp_pyro.decoding`): points, masks, orders, integer tensors and generators.
+"""Input validation shared by teacher forcing (:mod:`gfncp_pyro.policy`), decoding
+(:mod:`gfncp_pyro.decoding`) and the losses: points, encodings, masks, orders, integer tensors,
+set sizes, step subsets and generators.
 
 Every check raises ``ValueError`` with a message naming the argument, what was wrong and what
 to do. Batched arguments are ``(B, N_max)``; functions that also accept one set ``(N,)`` pass
@@ -16,10 +17,14 @@ from .nn import EnergyNet
 
 __all__ = [
     "check_points",
+    "check_encodings",
+    "check_every_step",
     "check_index_tensor",
+    "check_lengths",
     "check_mask",
     "check_orders",
     "check_positive_int",
+    "check_step_subset",
     "make_generator",
 ]
 
@@ -65,16 +70,44 @@ def check_points(net: EnergyNet, x, *, single_set: bool) -> tuple[torch.Tensor, 
     return x, batched
 
 
+def check_encodings(net: EnergyNet, encodings, shape: tuple[int, ...] | None = None):
+    """Validate precomputed encodings ``(h, u)``, each ``(B, N_max, h_dim)`` in the dtype and
+    on the device of ``net``'s parameters (``shape``: the expected ``(B, N_max)``, if known).
+
+    :returns: ``(h, u)``.
+    """
+    h, u = encodings
+    h_dim = net.config.h_dim
+    for name, value in (("h", h), ("u", u)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ValueError(f"encodings.{name} must be a floating-point tensor")
+        expected = (shape or tuple(h.shape[:2])) + (h_dim,)
+        if value.ndim != 3 or tuple(value.shape) != expected:
+            raise ValueError(
+                f"encodings.{name} has shape {tuple(value.shape)}; expected (B, N_max, h_dim) = "
+                f"{expected} like encode_points() returns"
+            )
+    if h.shape[0] == 0 or h.shape[1] == 0:
+        raise ValueError(f"encodings have shape {tuple(h.shape)}: need B >= 1 and N_max >= 1")
+    param = next(net.parameters())
+    if h.dtype != param.dtype or u.dtype != param.dtype or h.device != param.device:
+        raise ValueError(
+            f"encodings are {h.dtype} on {h.device} but net's parameters are {param.dtype} on "
+            f"{param.device}; encode with encode_points(net, x)"
+        )
+    return h, u
+
+
 def check_index_tensor(value, name: str, shape: tuple[int, ...], device,
                        batched: bool = True) -> torch.Tensor:
     """An integer tensor of shape ``(B, N_max)`` (or ``(N,)``), as ``long`` on ``device``."""
     value = torch.as_tensor(value, device=device)
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
         raise ValueError(f"{name} must be an integer tensor, got dtype {value.dtype}")
-    if not batched and value.ndim == 1:
+    got = tuple(value.shape)
+    if not batched:
         value = value.unsqueeze(0)
     if tuple(value.shape) != shape:
-        got = tuple(value.shape[1:]) if not batched and value.ndim > 1 else tuple(value.shape)
         raise ValueError(f"{name} has shape {got}, expected {_expected(shape, batched)}")
     return value.long()
 
@@ -91,10 +124,10 @@ def check_mask(mask, shape: tuple[int, ...], device, batched: bool = True) -> to
         raise ValueError(
             f"mask must be a boolean torch.Tensor (True on real points), got dtype {mask.dtype}"
         )
-    if not batched and mask.ndim == 1:
+    got = tuple(mask.shape)
+    if not batched:
         mask = mask.unsqueeze(0)
     if tuple(mask.shape) != shape:
-        got = tuple(mask.shape[1:]) if not batched and mask.ndim > 1 else tuple(mask.shape)
         raise ValueError(f"mask has shape {got}, expected {_expected(shape, batched)}")
     if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
         raise ValueError("mask must be True on a prefix of each row (pad sets on the right)")
@@ -124,6 +157,47 @@ def check_orders(orders, mask: torch.Tensor, batched: bool = True) -> torch.Tens
             "are ignored; pass None for the identity"
         )
     return torch.where(mask, orders, positions)
+
+
+def check_lengths(lengths) -> torch.Tensor:
+    """Set sizes: a non-empty 1-D integer tensor ``(B,)`` of values ``>= 1``."""
+    lengths = torch.as_tensor(lengths)
+    if (lengths.ndim != 1 or lengths.numel() == 0 or lengths.is_floating_point()
+            or lengths.is_complex() or lengths.dtype == torch.bool):
+        raise ValueError(
+            f"lengths must be a non-empty 1-D integer tensor of set sizes (B,), got dtype "
+            f"{lengths.dtype} and shape {tuple(lengths.shape)}; e.g. mask.sum(1)"
+        )
+    if bool((lengths < 1).any()):
+        raise ValueError(f"lengths must be >= 1 (every set needs a point), got {lengths.tolist()}")
+    return lengths
+
+
+def check_step_subset(step_subset, mask: torch.Tensor) -> torch.Tensor:
+    """A bool ``(B, N_max)`` subset of the steps ``1..N_b-1`` of each set."""
+    subset = torch.as_tensor(step_subset, device=mask.device)
+    if subset.dtype != torch.bool or subset.shape != mask.shape:
+        raise ValueError(
+            f"step_subset must be a bool tensor of shape (B, N_max) = {tuple(mask.shape)}, got "
+            f"dtype {subset.dtype} and shape {tuple(subset.shape)}; make it with "
+            "random_step_subset(mask.sum(1), num_steps)"
+        )
+    if bool(subset[:, 0].any()) or bool((subset & ~mask).any()):
+        raise ValueError(
+            "step_subset may only select steps 1..N_b-1 of each set (step 0 has no residual and "
+            "padding is no step); make it with random_step_subset(mask.sum(1), num_steps)"
+        )
+    return subset
+
+
+def check_every_step(step_subset: torch.Tensor | None, name: str) -> None:
+    """Refuse step energies computed on a step subset where ``name`` needs every step."""
+    if step_subset is not None:
+        raise ValueError(
+            f"{name} needs the energies of every step, but these StepEnergies were computed on "
+            "a step subset (teacher_force(..., step_subset=...)); call teacher_force without "
+            "step_subset"
+        )
 
 
 def check_positive_int(value, name: str) -> int:

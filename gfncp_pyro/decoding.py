@@ -11,30 +11,33 @@ where ``E[t, k] = f(G^{(t,k)}, U_{t+1})`` (Eqs. 12-15 in [1]; probability is pro
 (Eq. (30) in [1], without the ``1/N!`` order factor); step 0 contributes 0.
 
 Decoding is sequential over the steps, but each step costs ``O(K d)`` per decoding (times the
-layer widths) thanks to an incremental state: the running cluster sums ``H_j``
-``(B, S, K_cap, h_dim)``, their cached images under ``g`` and the suffix sums ``U_{t+1}`` of
-``u`` over the still-unassigned points. For the ``K_t + 1`` candidates only one cluster sum
-changes, so with ``S_g = sum_j g(H_j)``::
+layer widths) thanks to an incremental state: the running cluster sums ``H_j``, their cached
+images under ``g`` and the suffix sums ``U_{t+1}`` of ``u`` over the still-unassigned points.
+For the ``K_t + 1`` candidates only one cluster sum changes, so with ``S_g = sum_j g(H_j)``::
 
     G^{(t,k)} = S_g - g(H_k) + g(H_k + h_t),      k = 0, ..., K_t,
 
 which also covers the new cluster (slot ``K_t`` holds ``H = 0`` and ``g(H) = 0``). Since ``g``
 ends and ``f`` starts with a linear layer, ``g(.)`` is only needed through ``f``'s first layer
 ``W_G``: the state caches ``W_G g(H_j)`` (``hidden`` wide instead of ``g_dim``) and ``g``'s last
-layer is folded into ``W_G``, exactly as in teacher forcing (:mod:`gfncp_pyro.policy`). Per
-step there is one pass of ``g`` (up to its last layer) over the ``(B, S, K + 1)`` rows
-``H_k + h_t`` and one pass of ``f`` (from its first activation) over the candidates; the chosen
-row then replaces ``H_k`` and its projection. ``sum_j W_G g(H_j)`` is re-summed from the cached
-rows at each step (``O(K)``, no drift from running updates). There is no Python loop over
-points or clusters besides the loop over steps, and memory is ``O(B N d + B S K d)``.
+layer is folded into ``W_G``; and since ``g`` starts with an affine layer ``W_in z + b_in``, the
+state keeps the sums mapped, ``W_in H_j`` ``(B, S, K_cap, width)``, exactly as in teacher
+forcing (:mod:`gfncp_pyro.policy`). Per step there is one pass of ``g`` (from its first
+activation to its last layer) over the ``(B, S, K + 1)`` rows ``W_in (H_k + h_t) + b_in`` and
+one pass of ``f`` (from its first activation) over the candidates; the chosen cluster's mapped
+sum then grows by ``W_in h_t`` and its projection is replaced. ``sum_j W_G g(H_j)`` is
+re-summed from the cached rows at each step (``O(K)``, no drift from running updates). There is
+no Python loop over points or clusters besides the loop over steps, and memory is
+``O(B N d + B S K d)``.
 
 **Host synchronisation.** The number of candidates evaluated at a step is a host integer
 ``W >= max K_t + 1`` (bounding it by the step index alone would make decoding quadratic in
 ``N``). It grows by one per step without synchronising and is re-read from the device (one
 ``.item()``-style sync) only when the slack exceeds a few rows: every step on the CPU, where a
 sync is free, and every ``max(8, K / 4)`` steps on accelerators. The state tensors grow
-geometrically with ``W``. These are the only syncs inside the step loop; they do not change the
-results.
+geometrically with ``W``. On the CPU each step also evaluates only its valid candidates
+``k <= K`` of each decoding (located with a sync); accelerators evaluate all ``W`` slots. These
+are the only syncs inside the step loop; they do not change the results.
 
 **Randomness.** :func:`sample` draws one uniform per step and decoding from ``generator`` (a
 :class:`torch.Generator`, an ``int`` seed, or ``None`` for a fresh non-deterministically seeded
@@ -58,9 +61,16 @@ import numbers
 
 import torch
 
+from ._checks import (
+    check_encodings,
+    check_mask,
+    check_orders,
+    check_points,
+    check_positive_int,
+    make_generator,
+)
 from .nn import EnergyNet
-from .partitions import PAD_LABEL, canonicalize, lengths_to_mask
-from .policy import _fused_heads
+from .partitions import PAD_LABEL, canonicalize
 
 __all__ = ["sample", "greedy", "beam_search"]
 
@@ -73,91 +83,21 @@ _INITIAL_CAPACITY = 16
 # --------------------------------------------------------------------------------------------
 
 
-def _prepare(net: EnergyNet, x: torch.Tensor, mask, orders):
-    """Validate and batch the inputs.
+def _prepare(net: EnergyNet, x: torch.Tensor, mask, orders, encodings=None):
+    """Validate and batch the inputs (checks shared with teacher forcing).
 
-    :returns: ``(x (B, N, *point_shape), mask (B, N) bool, orders (B, N) long, batched)``
-        where ``orders`` is the identity on padded positions.
+    :returns: ``(x (B, N, *point_shape), mask (B, N) bool, orders (B, N) long, encodings,
+        batched)`` where ``orders`` is the identity on padded positions and ``encodings`` is
+        ``None`` or ``(h, u)``, each ``(B, N, h_dim)``.
     """
-    net.check_points(x, "x")
-    point_ndim = len(net.point_shape)
-    if x.ndim not in (point_ndim + 1, point_ndim + 2):
-        raise ValueError(
-            f"x has shape {tuple(x.shape)}; expected one set (N, *point_shape) or a padded batch "
-            f"(B, N_max, *point_shape) with point_shape {net.point_shape}"
-        )
-    param = next(net.parameters())
-    if param.dtype != x.dtype or param.device != x.device:
-        raise ValueError(
-            f"x has dtype {x.dtype} on {x.device} but the network's parameters have dtype "
-            f"{param.dtype} on {param.device}; move one of them, e.g. net.to(x)"
-        )
-    batched = x.ndim == point_ndim + 2
-    if not batched:
-        x = x.unsqueeze(0)
-    batch, n_max = x.shape[:2]
-    if batch == 0 or n_max == 0:
-        raise ValueError(f"x has shape {tuple(x.shape)}: there is nothing to cluster (N = 0)")
-
-    if mask is None:
-        mask = torch.ones(batch, n_max, dtype=torch.bool, device=x.device)
-    else:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            raise ValueError("mask must be a boolean torch.Tensor (True on real points)")
-        mask = mask.to(x.device)
-        if not batched:
-            mask = mask.unsqueeze(0)
-        if mask.shape != (batch, n_max):
-            raise ValueError(
-                f"mask has shape {tuple(mask.shape)}, expected {(batch, n_max) if batched else (n_max,)}"
-            )
-        lengths = mask.sum(-1)
-        if not torch.equal(mask, lengths_to_mask(lengths, n_max)):
-            raise ValueError("mask must be True on a prefix of each row (right-padded sets)")
-        if bool((lengths == 0).any()):
-            raise ValueError("mask has a set with no points (N = 0); every set needs one point")
-
-    positions = torch.arange(n_max, device=x.device).expand(batch, n_max)
-    if orders is None:
-        return x, mask, positions, batched
-    if not isinstance(orders, torch.Tensor) or orders.is_floating_point() or orders.dtype == torch.bool:
-        raise ValueError("orders must be an integer torch.Tensor holding a permutation per set")
-    orders = orders.to(x.device).long()
-    if not batched:
-        orders = orders.unsqueeze(0)
-    if orders.shape != (batch, n_max):
-        raise ValueError(
-            f"orders has shape {tuple(orders.shape)}, expected {(batch, n_max) if batched else (n_max,)}"
-        )
-    lengths = mask.sum(-1, keepdim=True)
-    in_range = ((orders >= 0) & (orders < lengths)) | ~mask
-    index = torch.where(mask & in_range, orders, torch.zeros_like(orders))
-    counts = torch.zeros_like(orders).scatter_add_(1, index, mask.long())
-    if not bool(in_range.all()) or not torch.equal(counts, mask.long()):
-        raise ValueError(
-            "orders must hold, in the first N_b positions of each row, a permutation of "
-            "0, ..., N_b - 1 (N_b = number of real points of set b); pass None for the identity"
-        )
-    return x, mask, torch.where(mask, orders, positions), batched
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _make_generator(generator) -> torch.Generator:
-    """The given generator, a CPU generator seeded with an int, or a fresh random one."""
-    if isinstance(generator, torch.Generator):
-        return generator
-    if generator is None:
-        fresh = torch.Generator()
-        fresh.seed()
-        return fresh
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(int(generator))
-    raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+    x, batched = check_points(net, x, single_set=True)
+    mask = check_mask(mask, tuple(x.shape[:2]), x.device, batched)
+    if encodings is not None:
+        h, u = encodings
+        if not batched and isinstance(h, torch.Tensor) and isinstance(u, torch.Tensor):
+            h, u = h.unsqueeze(0), u.unsqueeze(0)
+        encodings = check_encodings(net, (h, u), tuple(x.shape[:2]))
+    return x, mask, check_orders(orders, mask, batched), encodings, batched
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,77 +110,92 @@ class _ClusterState:
 
     ``g`` is only ever read through ``f``'s first linear layer, so the state caches the
     projections ``P_j = W_G g(H_j)`` (``W_G``: the ``G`` columns of that layer) instead of the
-    ``g_dim``-wide ``g(H_j)``, and ``g``'s last linear layer is folded into ``W_G``
-    (:func:`gfncp_pyro.policy._fused_heads`, shared with teacher forcing).
+    ``g_dim``-wide ``g(H_j)``, with ``g``'s last linear layer folded into ``W_G``; and the
+    cluster sums only enter ``g`` through its first, affine layer, so the state keeps them
+    mapped, ``Y_j = W_in H_j``, and a candidate's input is ``Y_k + W_in h_t + b_in``
+    (:meth:`gfncp_pyro.nn.EnergyNet.fused_heads`, shared with teacher forcing).
 
-    :ivar H: cluster sums ``(B, S, K_cap, h_dim)``, zero on unused slots.
+    :ivar Y: mapped cluster sums ``W_in H`` ``(B, S, K_cap, width)``, zero on unused slots.
     :ivar P: ``W_G g(H)`` ``(B, S, K_cap, hidden)``, zero on unused slots.
     :ivar K: number of open clusters ``(B, S)``.
     :ivar int width: host bound ``>= max K + 1`` on the candidates of the next step.
     """
 
-    def __init__(self, heads, h0: torch.Tensor, num_samples: int, n_max: int):
-        batch, h_dim = h0.shape
+    def __init__(self, heads, y0: torch.Tensor, num_samples: int, n_max: int):
+        batch, width_in = y0.shape
         self.heads = heads
+        self.bias_in = heads.input_map()[1]
         self.n_max = n_max
         capacity = min(n_max, _INITIAL_CAPACITY)
-        p0 = self._project(h0)
-        self.H = h0.new_zeros(batch, num_samples, capacity, h_dim)
+        p0 = heads.project_mapped(self._biased(y0))
+        self.Y = y0.new_zeros(batch, num_samples, capacity, width_in)
         self.P = p0.new_zeros(batch, num_samples, capacity, p0.shape[-1])
-        self.H[:, :, 0] = h0.unsqueeze(1)
+        self.Y[:, :, 0] = y0.unsqueeze(1)
         self.P[:, :, 0] = p0.unsqueeze(1)
-        self.K = torch.ones(batch, num_samples, dtype=torch.long, device=h0.device)
+        self.K = torch.ones(batch, num_samples, dtype=torch.long, device=y0.device)
         self.width = 2
         self._synced_width = 2
-        self._sync_every_step = h0.device.type == "cpu"
+        self._sync_every_step = y0.device.type == "cpu"
 
-    def _project(self, H: torch.Tensor) -> torch.Tensor:
-        """``W_G g(H)``: ``(..., h_dim) -> (..., hidden)``."""
-        return torch.nn.functional.linear(self.heads.g_trunk(H), self.heads.weight, self.heads.bias)
+    def _biased(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.bias_in is None else y + self.bias_in
 
-    def candidates(self, h_t: torch.Tensor, offset_t: torch.Tensor):
+    def candidates(self, y_t: torch.Tensor, offset_t: torch.Tensor):
         """Energies of the candidates of one step (Eqs. 12-15 in [1]).
 
         ``f``'s first layer applied to ``(G^{(t,k)}, U_{t+1})`` is
         ``sum_j P_j - P_k + W_G g(H_k + h_t) + offset_t``.
 
-        :param h_t: ``h`` of the point assigned at this step, ``(B, h_dim)``.
+        On the CPU only the valid slots ``k <= K`` are evaluated when some are not (finding them
+        syncs, which is free there; about a third fewer rows than ``W`` per decoding when ``K``
+        differs across the batch); on accelerators every slot is, without a sync.
+
+        :param y_t: ``W_in h`` of the point assigned at this step, ``(B, width)``.
         :param offset_t: ``W_U U_{t+1}`` plus the layer's bias, ``(B, hidden)``.
-        :returns: ``E (B, S, W)``, ``valid (B, S, W)`` (``k <= K``), and the candidate rows
-            ``H_k + h_t`` ``(B, S, W, h_dim)`` with their projections ``(B, S, W, hidden)``.
+        :returns: ``E (B, S, W)`` (arbitrary where not valid), ``valid (B, S, W)``
+            (``k <= K``), and the candidates' projections ``W_G g(H_k + h_t)``
+            ``(B, S, W, hidden)`` (zero where not valid on the CPU).
         """
         width = self.width
-        if width > self.H.shape[2]:
+        if width > self.Y.shape[2]:
             self._grow(width)
+        valid = torch.arange(width, device=y_t.device) <= self.K.unsqueeze(-1)
         P = self.P[:, :, :width]
-        rows = self.H[:, :, :width] + h_t[:, None, None, :]
-        projected = self._project(rows)
-        first_layer = P.sum(2, keepdim=True) - P + projected + offset_t[:, None, None, :]
-        energy = self.heads.f_tail(first_layer).squeeze(-1)
-        valid = torch.arange(width, device=energy.device) <= self.K.unsqueeze(-1)
-        return energy, valid, rows, projected
+        others = P.sum(2, keepdim=True) - P  # sum_{j != k} P_j
+        point = self._biased(y_t)
+        if not self._sync_every_step or bool(valid.all()):
+            projected = self.heads.project_mapped(self.Y[:, :, :width] + point[:, None, None, :])
+            energy = self.heads.energy(others + projected + offset_t[:, None, None, :])
+            return energy, valid, projected
+        index = valid.nonzero(as_tuple=True)
+        projected = self.heads.project_mapped(self.Y[:, :, :width][index] + point[index[0]])
+        values = self.heads.energy(others[index] + projected + offset_t[index[0]])
+        energy = values.new_full(valid.shape, math.inf).index_put_(index, values)
+        projected = projected.new_zeros(valid.shape + projected.shape[-1:]).index_put_(
+            index, projected)
+        return energy, valid, projected
 
-    def commit(self, choice, active, rows, projected, parent=None):
+    def commit(self, choice, active, y_t, projected, parent=None):
         """Assign the step's point to cluster ``choice`` ``(B, S)`` (``0 <= choice < W``).
 
-        ``K`` only grows where ``active`` ``(B, S)``. Masks are prefixes, so a decoding is
-        inactive only after its set has ended; its sums are then no longer read and are
-        updated regardless (they stay finite), which saves masking them.
+        ``Y_choice`` grows by ``y_t = W_in h_t`` ``(B, width)`` and ``P_choice`` becomes the
+        chosen candidate's projection. ``K`` only grows where ``active`` ``(B, S)``. Masks are
+        prefixes, so a decoding is inactive only after its set has ended; its sums are then no
+        longer read and are updated regardless (they stay finite), which saves masking them.
 
         With ``parent`` ``(B, S)`` (beam search) decoding ``s`` first becomes a copy of decoding
-        ``parent[b, s]``; ``rows``, ``projected`` and ``choice`` refer to the parents'
-        candidates.
+        ``parent[b, s]``; ``projected`` and ``choice`` refer to the parents' candidates.
         """
         if parent is not None:
-            self.H = _take(self.H, parent)
+            self.Y = _take(self.Y, parent)
             self.P = _take(self.P, parent)
             self.K = self.K.gather(1, parent)
-            rows = _take(rows, parent)
             projected = _take(projected, parent)
         slot = choice[..., None, None]
-        for state, new in ((self.H, rows), (self.P, projected)):
-            index = slot.expand(-1, -1, 1, state.shape[-1])
-            state.scatter_(2, index, new.gather(2, index))
+        index = slot.expand(-1, -1, 1, self.Y.shape[-1])
+        self.Y.scatter_(2, index, self.Y.gather(2, index) + y_t[:, None, None, :])
+        index = slot.expand(-1, -1, 1, self.P.shape[-1])
+        self.P.scatter_(2, index, projected.gather(2, index))
         self.K = self.K + (active & (choice == self.K)).long()
         self._advance()
 
@@ -253,10 +208,11 @@ class _ClusterState:
             self._synced_width = self.width
 
     def _grow(self, width: int):
-        capacity = min(self.n_max, max(width, 2 * self.H.shape[2]))
-        extra = capacity - self.H.shape[2]
-        self.H = torch.cat([self.H, self.H.new_zeros(self.H.shape[:2] + (extra, self.H.shape[3]))], 2)
-        self.P = torch.cat([self.P, self.P.new_zeros(self.P.shape[:2] + (extra, self.P.shape[3]))], 2)
+        capacity = min(self.n_max, max(width, 2 * self.Y.shape[2]))
+        extra = capacity - self.Y.shape[2]
+        pad = lambda v: v.new_zeros(v.shape[:2] + (extra, v.shape[3]))  # noqa: E731
+        self.Y = torch.cat([self.Y, pad(self.Y)], 2)
+        self.P = torch.cat([self.P, pad(self.P)], 2)
 
 
 def _take(values: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
@@ -265,22 +221,27 @@ def _take(values: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index)
 
 
-def _encode_along(net: EnergyNet, heads, x: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor):
-    """``h`` of the points along the order and the ``U_{t+1}`` term of ``f``'s first layer.
+def _encode_along(net: EnergyNet, heads, x: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor,
+                  encodings=None):
+    """Mapped ``h`` of the points along the order and the ``U_{t+1}`` term of ``f``'s first layer.
 
-    :returns: ``h (B, N, h_dim)`` with ``h[:, t] = h(x[rho[t]])``, and ``offset (B, N, hidden)``
-        with ``offset[:, t] = W_U U_{t+1} + b`` where ``U_{t+1} = sum_{s > t} u(x[rho[s]])``
-        over real points (Eq. 14 in [1]; ``U = 0`` in online mode, App. C).
+    The points are encoded here unless ``encodings`` ``(h, u)`` are given.
+
+    :returns: ``y (B, N, width)`` with ``y[:, t] = W_in h(x[rho[t]])`` (``g``'s first layer
+        without its bias, :meth:`~gfncp_pyro.nn.FusedHeads.input_map`), and
+        ``offset (B, N, hidden)`` with ``offset[:, t] = W_U U_{t+1} + b`` where
+        ``U_{t+1} = sum_{s > t} u(x[rho[s]])`` over real points (Eq. 14 in [1]; ``U = 0`` in
+        online mode, App. C).
     """
-    h, u = net.encode(x)
+    h, u = net.encode(x) if encodings is None else encodings
     index = orders.unsqueeze(-1).expand(-1, -1, h.shape[-1])
-    h = h.gather(1, index)
+    y = torch.nn.functional.linear(h.gather(1, index), heads.input_map()[0])
     u = torch.where(mask.unsqueeze(-1), u.gather(1, index), 0.0)
     if net.config.online:
         u = torch.zeros_like(u)
     suffix = u.flip(1).cumsum(1).flip(1)
     U_next = torch.cat([suffix[:, 1:], torch.zeros_like(suffix[:, :1])], 1)
-    return h, torch.nn.functional.linear(U_next, heads.weight_u, heads.bias_f)
+    return y, torch.nn.functional.linear(U_next, heads.weight_u, heads.bias_f)
 
 
 def _to_caller_order(actions: torch.Tensor, orders: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -290,7 +251,7 @@ def _to_caller_order(actions: torch.Tensor, orders: torch.Tensor, mask: torch.Te
     return canonicalize(labels, mask.unsqueeze(1).expand_as(labels))
 
 
-def _decode(net, x, mask, orders, num_samples, temperature, uniforms):
+def _decode(net, x, mask, orders, num_samples, temperature, uniforms, encodings=None):
     """Decode ``num_samples`` clusterings per set; argmax when ``uniforms`` is ``None``.
 
     :param uniforms: ``(B, S, N)`` uniforms on ``(0, 1]`` for inverse-CDF sampling, or ``None``.
@@ -298,14 +259,14 @@ def _decode(net, x, mask, orders, num_samples, temperature, uniforms):
         under the policy at ``temperature``.
     """
     batch, n_max = mask.shape
-    heads = _fused_heads(net)
-    h, offset = _encode_along(net, heads, x, mask, orders)
-    state = _ClusterState(heads, h[:, 0], num_samples, n_max)
+    heads = net.fused_heads()
+    y, offset = _encode_along(net, heads, x, mask, orders, encodings)
+    state = _ClusterState(heads, y[:, 0], num_samples, n_max)
     actions = torch.full((batch, num_samples, n_max), PAD_LABEL, dtype=torch.long, device=x.device)
     actions[:, :, 0] = 0
-    log_prob = h.new_zeros(batch, num_samples)
+    log_prob = y.new_zeros(batch, num_samples)
     for t in range(1, n_max):
-        energy, valid, rows, projected = state.candidates(h[:, t], offset[:, t])
+        energy, valid, projected = state.candidates(y[:, t], offset[:, t])
         logits = torch.where(valid, energy / -temperature, -math.inf)
         step_log_probs = torch.log_softmax(logits, -1)
         if uniforms is None:
@@ -317,7 +278,7 @@ def _decode(net, x, mask, orders, num_samples, temperature, uniforms):
         active = mask[:, t, None].expand(batch, num_samples)
         chosen = step_log_probs.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
         log_prob = log_prob + torch.where(active, chosen, 0.0)
-        state.commit(choice, active, rows, projected)
+        state.commit(choice, active, y[:, t], projected)
         actions[:, :, t] = torch.where(active, choice, PAD_LABEL)
     return actions, log_prob
 
@@ -336,6 +297,8 @@ def sample(
     orders: torch.Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | int | None = None,
+    *,
+    encodings: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample clusterings from the policy of Eq. (21) in [1] along the given orders.
 
@@ -354,6 +317,9 @@ def sample(
     :param generator: a :class:`torch.Generator` (uniforms are drawn on its device and moved
         to ``x``'s device), an ``int`` seed (a CPU generator), or ``None`` (a fresh generator
         seeded non-deterministically).
+    :param encodings: optional precomputed ``(h, u)`` of ``x`` from
+        :func:`gfncp_pyro.policy.encode_points` (``(B, N_max, h_dim)`` each, ``(N, h_dim)`` for
+        one set), e.g. the training pass's, to skip encoding the points again.
     :returns: ``(labels, log_prob)``: canonical labels **in the caller's point order**,
         ``(B, S, N_max)`` with :data:`~gfncp_pyro.partitions.PAD_LABEL` at padding (``(S, N)``
         for one set), and ``log q(c | x, rho)`` ``(B, S)`` (``(S,)``), the log-probability
@@ -361,17 +327,18 @@ def sample(
         policy** ``softmax(-E / temperature)`` that was sampled from (at ``temperature = 1``
         the model's policy).
     """
-    num_samples = _check_positive_int(num_samples, "num_samples")
+    num_samples = check_positive_int(num_samples, "num_samples")
     if not isinstance(temperature, numbers.Real) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
-    x, mask, orders, batched = _prepare(net, x, mask, orders)
-    generator = _make_generator(generator)
+    x, mask, orders, encodings, batched = _prepare(net, x, mask, orders, encodings)
+    generator = make_generator(generator)
     uniforms = 1.0 - torch.rand(
         mask.shape[:1] + (num_samples,) + mask.shape[1:], generator=generator,
         dtype=torch.float64, device=generator.device,
     )
     uniforms = uniforms.to(device=x.device, dtype=x.dtype)
-    actions, log_prob = _decode(net, x, mask, orders, num_samples, float(temperature), uniforms)
+    actions, log_prob = _decode(net, x, mask, orders, num_samples, float(temperature), uniforms,
+                                encodings)
     labels = _to_caller_order(actions, orders, mask)
     return (labels, log_prob) if batched else (labels[0], log_prob[0])
 
@@ -382,6 +349,8 @@ def greedy(
     x: torch.Tensor,
     mask: torch.Tensor | None = None,
     orders: torch.Tensor | None = None,
+    *,
+    encodings: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding: the most probable assignment at each step (Sec. 5.3 of [1]).
 
@@ -391,12 +360,13 @@ def greedy(
     :param torch.Tensor x: ``(N, *point_shape)`` or ``(B, N_max, *point_shape)``.
     :param torch.Tensor mask: optional boolean ``(B, N_max)`` (as in :func:`sample`).
     :param torch.Tensor orders: optional ``(B, N_max)`` (as in :func:`sample`).
+    :param encodings: optional precomputed ``(h, u)`` of ``x`` (as in :func:`sample`).
     :returns: ``(labels, log_prob)``: canonical labels in the caller's point order
         ``(B, N_max)`` (``(N,)`` for one set) and their log-probability under the policy along
         the order ``(B,)`` (scalar).
     """
-    x, mask, orders, batched = _prepare(net, x, mask, orders)
-    actions, log_prob = _decode(net, x, mask, orders, 1, 1.0, None)
+    x, mask, orders, encodings, batched = _prepare(net, x, mask, orders, encodings)
+    actions, log_prob = _decode(net, x, mask, orders, 1, 1.0, None, encodings)
     labels = _to_caller_order(actions, orders, mask)[:, 0]
     log_prob = log_prob[:, 0]
     return (labels, log_prob) if batched else (labels[0], log_prob[0])
@@ -427,8 +397,8 @@ def beam_search(
         and their log-probabilities ``(M,)``, sorted by decreasing log-probability,
         ``M = min(top_k, Bell(N))``.
     """
-    beam_width = _check_positive_int(beam_width, "beam_width")
-    top_k = beam_width if top_k is None else _check_positive_int(top_k, "top_k")
+    beam_width = check_positive_int(beam_width, "beam_width")
+    top_k = beam_width if top_k is None else check_positive_int(top_k, "top_k")
     if top_k > beam_width:
         raise ValueError(f"top_k ({top_k}) must not exceed beam_width ({beam_width})")
     net.check_points(x, "x")
@@ -437,24 +407,24 @@ def beam_search(
             f"beam_search decodes one set: x must have shape (N, *point_shape) = "
             f"(N, {', '.join(map(str, net.point_shape))}), got {tuple(x.shape)}"
         )
-    x, mask, orders, _ = _prepare(net, x, None, order)
+    x, mask, orders, _, _ = _prepare(net, x, None, order)
     n = mask.shape[1]
-    heads = _fused_heads(net)
-    h, offset = _encode_along(net, heads, x, mask, orders)
-    state = _ClusterState(heads, h[:, 0], beam_width, n)
+    heads = net.fused_heads()
+    y, offset = _encode_along(net, heads, x, mask, orders)
+    state = _ClusterState(heads, y[:, 0], beam_width, n)
     actions = torch.full((1, beam_width, n), PAD_LABEL, dtype=torch.long, device=x.device)
     actions[:, :, 0] = 0
-    scores = torch.full((1, beam_width), -math.inf, dtype=h.dtype, device=x.device)
+    scores = torch.full((1, beam_width), -math.inf, dtype=y.dtype, device=x.device)
     scores[:, 0] = 0.0
     active = torch.ones(1, beam_width, dtype=torch.bool, device=x.device)
     for t in range(1, n):
-        energy, valid, rows, projected = state.candidates(h[:, t], offset[:, t])
+        energy, valid, projected = state.candidates(y[:, t], offset[:, t])
         logits = torch.where(valid, -energy, -math.inf)
         totals = scores.unsqueeze(-1) + torch.log_softmax(logits, -1)
         scores, flat = totals.reshape(1, -1).topk(beam_width, dim=-1)
         parent = torch.div(flat, energy.shape[-1], rounding_mode="floor")
         choice = flat - parent * energy.shape[-1]
-        state.commit(choice, active, rows, projected, parent=parent)
+        state.commit(choice, active, y[:, t], projected, parent=parent)
         actions = _take(actions, parent)
         actions[:, :, t] = choice
     found = int(torch.isfinite(scores).sum())

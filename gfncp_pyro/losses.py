@@ -8,6 +8,12 @@ CD on data only. The uniform partitions of Alg. 1, line 9 come from
 
 Energy sign: probabilities are proportional to ``exp(-E)``, a log-flow is ``-E``.
 
+MC and NCP's NLL are sums over steps. On step energies of a random step subset
+(:func:`gfncp_pyro.policy.random_step_subset`, ``teacher_force(..., step_subset=...)``) they
+return ``(N_b - 1) / S_b`` times the sum over the ``S_b`` selected steps of set ``b``: each of
+the ``N_b - 1`` steps ``t >= 1`` is selected with probability ``S_b / (N_b - 1)``, so this is an
+unbiased estimate of the full sum (step 0 contributes 0 to both).
+
 References
 ----------
 [1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
@@ -21,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from ._checks import check_every_step
 from .policy import StepEnergies, step_log_normalizer, taken_energies, trajectory_log_prob
 
 __all__ = [
@@ -36,13 +43,19 @@ FLOWS = ("consistent", "paper")
 """Flow parametrisations accepted by :func:`marginal_consistency`."""
 
 
+def _shift(values: torch.Tensor) -> torch.Tensor:
+    """``out[:, t] = values[:, t - 1]``, zero at ``t = 0``."""
+    return torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], 1)
+
+
 def _paper_energies(step_energies: StepEnergies) -> torch.Tensor:
     """The paper's normalised energies ``Ehat`` (Sec. 4 in [1]), 0-based steps, 0 off-mask.
 
     ``Ehat[0, 0] = 0``; ``Ehat[t, k] = E[t, k] - min_k' E[t, k']`` for ``1 <= t < N - 1``;
     ``Ehat[N - 1, k] = E[N - 1, k]``.
     """
-    energies, candidates, _, steps = step_energies
+    energies, candidates, steps = (step_energies.energies, step_energies.candidate_mask,
+                                   step_energies.step_mask)
     safe = torch.where(candidates, energies, 0.0)
     lowest = torch.where(candidates, safe, math.inf).amin(-1, keepdim=True)
     lowest = torch.where(candidates.any(-1, keepdim=True), lowest, 0.0)
@@ -54,13 +67,47 @@ def _paper_energies(step_energies: StepEnergies) -> torch.Tensor:
     return torch.where(candidates, shifted, 0.0)
 
 
+def _sum_over_steps(step_energies: StepEnergies, per_step: torch.Tensor) -> torch.Tensor:
+    """``sum_t per_step[:, t]`` over steps ``t >= 1``, or its unbiased estimate on a subset.
+
+    :param torch.Tensor per_step: ``(B, N_max)``, read at the real steps ``t >= 1`` (or at the
+        selected ones); other entries are ignored.
+    """
+    subset = step_energies.step_subset
+    steps = step_energies.step_mask.clone()
+    steps[:, 0] = False
+    if subset is None:
+        return torch.where(steps, per_step, 0.0).sum(1)
+    partial = torch.where(subset, per_step, 0.0).sum(1)
+    selected = subset.sum(1)
+    scale = steps.sum(1).to(per_step.dtype) / selected.clamp(min=1).to(per_step.dtype)
+    return torch.where(selected > 0, partial * scale, 0.0)
+
+
+def _check_parent_candidates(step_energies: StepEnergies) -> None:
+    """The paper's flow needs every candidate of step ``t - 1`` for each selected ``t >= 2``."""
+    subset = step_energies.step_subset
+    if subset is None:
+        return
+    counts = step_energies.candidate_mask.sum(-1)  # an interior step has >= 2 candidates
+    parent_partial = subset[:, 2:] & (counts[:, 1:-1] < 2)
+    if bool(parent_partial.any()):
+        raise ValueError(
+            "flow='paper' needs every candidate of the step before each selected step (its "
+            "minimum energy); compute the step energies with teacher_force(..., "
+            "step_subset=..., parent_candidates=True)"
+        )
+
+
 def marginal_consistency(
     step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
 ) -> torch.Tensor:
     """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
 
     ``sum_{t=1}^{N-1} (E[t-1, a_{t-1}] + logsumexp_k(-E[t, k]))^2`` in 0-based steps, i.e. the
-    parent's log-flow against the log of its children's summed flows.
+    parent's log-flow against the log of its children's summed flows. On step energies of a
+    step subset: ``(N_b - 1) / S_b`` times the sum over the ``S_b`` selected steps, an unbiased
+    estimate (see the module docstring).
 
     :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
     :param flow: ``"consistent"``: unshifted log-flows ``log F(s_t) = -E[c_{1:t}]``; a
@@ -70,11 +117,13 @@ def marginal_consistency(
         ``Ehat[c_{1:N}] = E[c_{1:N}]``). With that shift every intermediate flow is ``<= 1``
         while the children's flows sum to ``>= 1``, so the loss can be zero only for a
         deterministic policy.
-    :raises ValueError: on an unknown ``flow``.
+    :raises ValueError: on an unknown ``flow``, or ``flow="paper"`` on a step subset computed
+        without ``parent_candidates=True``.
     """
     if flow not in FLOWS:
         raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
     if flow == "paper":
+        _check_parent_candidates(step_energies)
         energies = _paper_energies(step_energies)
         index = step_energies.actions.clamp(min=0).unsqueeze(-1)
         taken = energies.gather(2, index).squeeze(-1)
@@ -82,13 +131,17 @@ def marginal_consistency(
     else:
         taken = taken_energies(step_energies)
         children = step_log_normalizer(step_energies)
-    residual = taken[:, :-1] + children[:, 1:]  # steps t = 1..N_max-1
-    valid = step_energies.step_mask[:, 1:]
-    return torch.where(valid, residual, 0.0).square().sum(1)
+    residual = _shift(taken) + children  # step t: parent t - 1 against its children
+    return _sum_over_steps(step_energies, residual.square())
 
 
 def final_energy(step_energies: StepEnergies) -> torch.Tensor:
-    """Energy of the full partition ``E[c_{1:N}] = E[N_b - 1, a_{N_b - 1}]`` per set ``(B,)``."""
+    """Energy of the full partition ``E[c_{1:N}] = E[N_b - 1, a_{N_b - 1}]`` per set ``(B,)``.
+
+    :raises ValueError: on step energies of a step subset (use
+        :func:`~gfncp_pyro.policy.partition_energy` there).
+    """
+    check_every_step(step_energies.step_subset, "final_energy")
     last = step_energies.step_mask.sum(1, keepdim=True) - 1
     return taken_energies(step_energies).gather(1, last).squeeze(1)
 
@@ -116,5 +169,12 @@ def energy_regularizer(energy_final: torch.Tensor) -> torch.Tensor:
 
 
 def ncp_nll(step_energies: StepEnergies) -> torch.Tensor:
-    """NCP's loss, Eq. (11) in [1]: ``-log q(c | x)`` along the given order, per set ``(B,)``."""
-    return -trajectory_log_prob(step_energies)
+    """NCP's loss, Eq. (11) in [1]: ``-log q(c | x)`` along the given order, per set ``(B,)``.
+
+    On step energies of a step subset: ``(N_b - 1) / S_b`` times the selected steps'
+    ``-log P(a_t | a_{<t})``, an unbiased estimate (see the module docstring).
+    """
+    if step_energies.step_subset is None:
+        return -trajectory_log_prob(step_energies)
+    per_step = taken_energies(step_energies) + step_log_normalizer(step_energies)
+    return _sum_over_steps(step_energies, per_step)

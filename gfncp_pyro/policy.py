@@ -1,4 +1,4 @@
-"""The clustering policy by teacher forcing: all steps and all candidates in one pass.
+"""The clustering policy by teacher forcing: all steps (or a random subset) in one pass.
 
 A set of ``N`` points is clustered along an order ``rho`` (a permutation of ``0..N-1``): step
 ``t`` assigns point ``rho[t]``. The *actions* are the labels read along the order and
@@ -19,13 +19,22 @@ where ``H_j^{(t)}`` sums ``h`` over the points of cluster ``j`` assigned before 
 (Eq. 10 for NCP, Eq. 21 for GFNCP: the per-step shift of the paper's normalised energy cancels
 inside the softmax) and ``P(a_0 = 0) = 1``.
 
-Teacher forcing evaluates every step at once. Cluster sums before each step are cumulative sums
-of one-hot contributions, ``(B, N, K + 1, h_dim)``. Only one cluster changes per step, so the
-``N`` cluster sums reached after each step are the taken candidates themselves, and
-``S_t = sum_j g(H_j^{(t)})`` is a cumulative sum of per-step changes. ``g`` is evaluated once
-per valid candidate and never on padding. Because ``f`` starts with a linear layer and ``g``
-ends with one, ``g``'s output is only ever needed through ``f``'s first layer: the two are
-fused into one ``hidden x hidden`` map, and ``U`` enters through its projection.
+Teacher forcing evaluates every step at once. ``g``'s first layer is affine, so it is applied
+to each point's ``h`` once and every candidate's input ``W_in (H_k^{(t)} + h_t) + b_in`` is
+formed in its output space (:meth:`~gfncp_pyro.nn.FusedHeads.input_map`). The (mapped) sum of
+cluster ``a_s`` right after step ``s`` is a running sum over its steps (one masked ``(N, N)``
+product per set), and ``H_k^{(t)}`` is that of cluster ``k``'s last step before ``t``, so each
+row is gathered directly (no ``(B, N, K + 1, d)`` prefix-sum tensor). Only one cluster
+changes per step, so the ``N`` cluster sums reached after each step are the taken candidates
+themselves, and ``S_t = sum_j g(H_j^{(t)})`` is a cumulative sum of per-step changes. ``g`` is
+evaluated once per valid candidate and never on padding. Because ``f`` starts with a linear
+layer and ``g`` ends with one, ``g``'s output is only ever needed through ``f``'s first layer:
+the two are fused into one ``hidden x hidden`` map
+(:meth:`~gfncp_pyro.nn.EnergyNet.fused_heads`), and ``U`` enters through its projection.
+
+**Step subsets.** Training losses are sums over steps (Eqs. 11 and 24 in [1]); with
+``step_subset`` (from :func:`random_step_subset`) only the energies of a few random steps are
+computed and the losses scale their partial sums into unbiased estimates of the full ones.
 
 Batches hold different partitions, sizes and orders; the layout is ``energies (B, N_max,
 K_max + 1)`` with ``+inf`` at masked-out entries (``exp(-E) = 0``), never NaN.
@@ -44,7 +53,20 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ._checks import (
+    check_encodings,
+    check_every_step,
+    check_index_tensor,
+    check_lengths,
+    check_mask,
+    check_orders,
+    check_points,
+    check_positive_int,
+    check_step_subset,
+    make_generator,
+)
 from .nn import EnergyNet
+from .nn.energy import forward_layers
 from .partitions import canonicalize, check_canonical
 
 __all__ = [
@@ -52,6 +74,7 @@ __all__ = [
     "Encodings",
     "SDPPResult",
     "encode_points",
+    "random_step_subset",
     "teacher_force",
     "partition_energy",
     "taken_energies",
@@ -76,12 +99,16 @@ class StepEnergies(NamedTuple):
     :ivar actions: ``(B, N_max)`` long, canonical labels along the order, ``PAD_LABEL`` at
         padding.
     :ivar step_mask: ``(B, N_max)`` bool, ``True`` on the ``N_b`` real steps.
+    :ivar step_subset: ``None`` when every step was computed, else the ``(B, N_max)`` bool
+        steps selected by :func:`teacher_force`'s ``step_subset``; ``energies`` and
+        ``candidate_mask`` then cover only what their residuals need.
     """
 
     energies: torch.Tensor
     candidate_mask: torch.Tensor
     actions: torch.Tensor
     step_mask: torch.Tensor
+    step_subset: torch.Tensor | None = None
 
 
 class Encodings(NamedTuple):
@@ -108,30 +135,6 @@ class SDPPResult(NamedTuple):
     orders: torch.Tensor
 
 
-class _FusedHeads(NamedTuple):
-    """``f``'s first layer folded into ``g``'s last: ``W_G g(z) = A z' + c``."""
-
-    g_trunk: nn.Module  # all of g but its last linear layer
-    weight: torch.Tensor  # A = W_G W_last, (f_hidden, g_hidden)
-    bias: torch.Tensor  # c = W_G b_last, (f_hidden,)
-    weight_u: torch.Tensor  # W_U, (f_hidden, h_dim)
-    bias_f: torch.Tensor | None  # bias of f's first layer
-    f_tail: nn.Module  # all of f but its first linear layer
-
-
-def _fused_heads(net: EnergyNet) -> _FusedHeads:
-    last, first = net.g[-1], net.f_net[0]
-    g_dim = net.config.g_dim
-    if not isinstance(last, nn.Linear) or not isinstance(first, nn.Linear):
-        raise ValueError(
-            "net must be an EnergyNet whose g ends and whose f starts with nn.Linear; got "
-            f"{type(last).__name__} and {type(first).__name__}"
-        )
-    w_g, w_u = first.weight[:, :g_dim], first.weight[:, g_dim:]
-    bias = w_g @ last.bias if last.bias is not None else w_g.new_zeros(w_g.shape[0])
-    return _FusedHeads(net.g[:-1], w_g @ last.weight, bias, w_u, first.bias, net.f_net[1:])
-
-
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -141,45 +144,45 @@ def _shift(values: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], 1)
 
 
-def _check_index_tensor(value, name: str, shape: tuple[int, ...], device) -> torch.Tensor:
-    value = torch.as_tensor(value, device=device)
-    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor, got dtype {value.dtype}")
-    if tuple(value.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(value.shape)}, expected (B, N_max) = {shape}")
-    return value.long()
+def random_step_subset(
+    lengths: torch.Tensor,
+    num_steps: int,
+    generator: torch.Generator | int | None = None,
+    *,
+    n_max: int | None = None,
+) -> torch.Tensor:
+    """Random steps for unbiased estimates of sums over steps (Eqs. 11 and 24 in [1]).
 
+    Set ``b`` gets ``S_b = min(num_steps, N_b - 1)`` distinct steps drawn uniformly among
+    ``t = 1, ..., N_b - 1`` (the steps with a flow-matching residual; step 0's policy is
+    deterministic). Each step is then selected with probability ``S_b / (N_b - 1)``, so
+    ``(N_b - 1) / S_b`` times a sum over the selected steps is unbiased for the sum over all
+    of them: see :func:`teacher_force`'s ``step_subset``.
 
-def _check_mask(mask, shape: tuple[int, ...], device) -> torch.Tensor:
-    if mask is None:
-        return torch.ones(shape, dtype=torch.bool, device=device)
-    mask = torch.as_tensor(mask, device=device)
-    if mask.dtype != torch.bool or tuple(mask.shape) != shape:
-        raise ValueError(
-            f"mask must be a bool tensor of shape (B, N_max) = {shape}, got dtype {mask.dtype} "
-            f"and shape {tuple(mask.shape)}"
-        )
-    if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
-        raise ValueError("mask must be True on a prefix of each row (pad sets on the right)")
-    if not bool(mask[:, 0].all()):
-        raise ValueError("mask has an empty set (a row with no True); every set needs N >= 1")
-    return mask
-
-
-def _check_orders(orders, mask: torch.Tensor) -> torch.Tensor:
-    positions = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
-    if orders is None:
-        return positions
-    orders = _check_index_tensor(orders, "orders", tuple(mask.shape), mask.device)
-    lengths = mask.sum(1, keepdim=True)
-    valid = mask & (orders >= 0) & (orders < lengths)
-    counts = torch.zeros_like(orders).scatter_add_(1, torch.where(valid, orders, 0), valid.long())
-    if not bool(torch.equal(counts, mask.long())):  # each of 0..N_b-1 exactly once
-        raise ValueError(
-            "orders must hold, in the first N_b entries of row b, a permutation of 0..N_b-1 "
-            "(e.g. torch.randperm(N_b)); padded entries are ignored"
-        )
-    return torch.where(mask, orders, positions)
+    :param torch.Tensor lengths: set sizes ``N_b >= 1``, ``(B,)`` integer.
+    :param int num_steps: steps per set (fewer when a set has fewer).
+    :param generator: a :class:`torch.Generator` (drawn on its device, result moved to
+        ``lengths``' device), an ``int`` seed, or ``None`` (a fresh generator seeded
+        non-deterministically; torch's global RNG is never used).
+    :param int n_max: width of the result (default ``max(lengths)``, as for a batch padded to
+        its longest set); extra columns are ``False`` and do not change the draw.
+    :returns: ``(B, N_max)`` bool, ``True`` on the selected steps.
+    """
+    lengths = check_lengths(lengths)
+    num_steps = check_positive_int(num_steps, "num_steps")
+    longest = int(lengths.max())
+    width = longest if n_max is None else check_positive_int(n_max, "n_max")
+    if width < longest:
+        raise ValueError(f"n_max ({width}) must be at least the longest set ({longest})")
+    generator = make_generator(generator)
+    keys = torch.rand((lengths.shape[0], longest), generator=generator, dtype=torch.float64,
+                      device=generator.device).to(lengths.device)
+    steps = torch.arange(longest, device=lengths.device)
+    eligible = (steps >= 1) & (steps < lengths.unsqueeze(-1))
+    rank = torch.where(eligible, keys, 2.0).argsort(1).argsort(1)  # eligible steps rank first
+    count = (lengths.long() - 1).clamp(max=num_steps)
+    subset = rank < count.unsqueeze(-1)
+    return torch.cat([subset, subset.new_zeros(subset.shape[0], width - longest)], 1)
 
 
 def encode_points(net: EnergyNet, x: torch.Tensor, *, bf16: bool = False) -> Encodings:
@@ -191,46 +194,10 @@ def encode_points(net: EnergyNet, x: torch.Tensor, *, bf16: bool = False) -> Enc
     :raises ValueError: on a wrong point shape, an empty set, NaN/inf, or a dtype that differs
         from the network's.
     """
-    net.check_points(x)
-    point_shape = net.point_shape
-    if x.ndim != len(point_shape) + 2:
-        raise ValueError(
-            f"x has shape {tuple(x.shape)}; expected a batch (B, N_max, "
-            f"{', '.join(map(str, point_shape))}); add a batch dimension with x.unsqueeze(0)"
-        )
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x has shape {tuple(x.shape)}: the batch and every set need >= 1 point")
-    param = next(net.parameters())
-    if param.dtype != x.dtype or param.device != x.device:
-        raise ValueError(
-            f"x is {x.dtype} on {x.device} but net's parameters are {param.dtype} on "
-            f"{param.device}; move one of them, e.g. net.to(x.dtype) or x.to(net's dtype)"
-        )
+    x, _ = check_points(net, x, single_set=False)
     with _autocast(x.device, bf16):
         h, u = net.encode(x)
     return Encodings(h.to(x.dtype), u.to(x.dtype))
-
-
-def _check_encodings(net: EnergyNet, encodings) -> Encodings:
-    h, u = encodings
-    h_dim = net.config.h_dim
-    for name, value in (("h", h), ("u", u)):
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise ValueError(f"encodings.{name} must be a floating-point tensor")
-        if value.ndim != 3 or value.shape[-1] != h_dim or value.shape[:2] != h.shape[:2]:
-            raise ValueError(
-                f"encodings.{name} has shape {tuple(value.shape)}; expected (B, N_max, {h_dim}) "
-                "like encode_points() returns"
-            )
-    if h.shape[0] == 0 or h.shape[1] == 0:
-        raise ValueError(f"encodings have shape {tuple(h.shape)}: need B >= 1 and N_max >= 1")
-    param = next(net.parameters())
-    if h.dtype != param.dtype or u.dtype != param.dtype or h.device != param.device:
-        raise ValueError(
-            f"encodings are {h.dtype} on {h.device} but net's parameters are {param.dtype} on "
-            f"{param.device}; encode with encode_points(net, x)"
-        )
-    return Encodings(h, u)
 
 
 def teacher_force(
@@ -242,11 +209,23 @@ def teacher_force(
     *,
     encodings: Encodings | None = None,
     bf16: bool = False,
+    step_subset: torch.Tensor | None = None,
+    parent_candidates: bool = False,
 ) -> StepEnergies:
     """Energies of every step and every candidate along given trajectories, in one pass.
 
-    No Python loop over steps or clusters: cluster sums are prefix sums over steps, ``g`` runs
-    once on the valid candidates, ``f`` once on the same rows (Eqs. 12-15 in [1]).
+    No Python loop over steps or clusters: cluster sums are gathered from per-cluster running
+    sums, ``g`` runs once per evaluated row and ``f`` once per returned energy (Eqs. 12-15 in
+    [1]).
+
+    With ``step_subset`` only the energies that the residuals of the selected steps need are
+    computed: every candidate of each selected step ``t`` and the taken candidate of step
+    ``t - 1`` (the parent's flow, Eq. 24 in [1]), plus every candidate of step ``t - 1`` if
+    ``parent_candidates`` (the per-step minimum of ``flow="paper"``). ``g`` still runs on the
+    taken candidate of every step, as the cluster sums of later steps need it (``N`` rows per
+    set against ``sum_t (K_t + 1)``). Other entries are masked out (``+inf``, mask ``False``)
+    and the subset is kept in :attr:`StepEnergies.step_subset`; the losses then return
+    unbiased estimates of their sums over steps.
 
     :param EnergyNet net: the energy network.
     :param torch.Tensor x: points ``(B, N_max, *point_shape)`` in the caller's order (may be
@@ -260,67 +239,98 @@ def teacher_force(
     :param Encodings encodings: precomputed :func:`encode_points` ``(B, N_max, h_dim)`` (may be
         expanded views, e.g. one set's encodings for many orders).
     :param bool bf16: run the network under bfloat16 autocast; sums stay in ``x``'s dtype.
+    :param torch.Tensor step_subset: ``(B, N_max)`` bool, steps among ``1..N_b-1`` (e.g. from
+        :func:`random_step_subset`); default: every step.
+    :param bool parent_candidates: with ``step_subset``, also every candidate of the step
+        before each selected one (needed by ``marginal_consistency(..., flow="paper")``).
     :returns: :class:`StepEnergies` with ``energies (B, N_max, K_max + 1)``, ``K_max`` the
         largest number of clusters in the batch.
-    :raises ValueError: on bad points, labels, mask or orders (message says which and why).
+    :raises ValueError: on bad points, labels, mask, orders or step subset (message says
+        which and why).
     """
     if encodings is None:
         if x is None:
             raise ValueError("x is required unless encodings=Encodings(h, u) are given")
         encodings = encode_points(net, x, bf16=bf16)
-    h, u = _check_encodings(net, encodings)
+    h, u = check_encodings(net, encodings)
     shape, device, dtype = tuple(h.shape[:2]), h.device, h.dtype
-    labels = _check_index_tensor(labels, "labels", shape, device)
-    mask = _check_mask(mask, shape, device)
+    labels = check_index_tensor(labels, "labels", shape, device)
+    mask = check_mask(mask, shape, device)
     check_canonical(labels, mask)
-    orders = _check_orders(orders, mask)
+    orders = check_orders(orders, mask)
+    subset = None if step_subset is None else check_step_subset(step_subset, mask)
     batch, n_max = shape
+    h_dim = h.shape[-1]
 
     # Read everything along the order.
     actions = canonicalize(labels.gather(1, orders), mask)
-    index = orders.unsqueeze(-1).expand(-1, -1, h.shape[-1])
+    index = orders.unsqueeze(-1).expand(-1, -1, h_dim)
     h, u = h.gather(1, index), u.gather(1, index)
     width = int(actions.max()) + 2  # candidates 0..K_max
-    onehot = nn.functional.one_hot(actions.clamp(min=0), width).bool() & mask.unsqueeze(-1)
-    prev_actions = torch.cat([actions.new_full((batch, 1), -1), actions[:, :-1]], 1)
-    num_open = prev_actions.cummax(1).values + 1  # K_t
+    taken = nn.functional.one_hot(actions.clamp(min=0), width).bool() & mask.unsqueeze(-1)
+    num_open = _shift(actions + 1).cummax(1).values  # K_t
     candidate_mask = (torch.arange(width, device=device) <= num_open.unsqueeze(-1))
     candidate_mask = candidate_mask & mask.unsqueeze(-1)
-    b, t, k = candidate_mask.nonzero(as_tuple=True)  # the M valid rows, row-major
+    # last_seen[t, k]: 1 + the last step s < t with a_s = k, or 0 (cluster k not open yet).
+    steps = torch.arange(1, n_max + 1, device=device).view(1, -1, 1)
+    last_seen = _shift(taken.long() * steps).cummax(1).values
 
-    # H_k^{(t)} + h_t for every candidate (H_{K_t} = 0 makes "open" the same formula).
-    h_before = (_shift(onehot).unsqueeze(-1).to(dtype) * _shift(h).unsqueeze(2)).cumsum(1)
-    heads = _fused_heads(net)
+    if subset is None:
+        needed = candidate_mask  # the energies returned
+    else:
+        parent = torch.cat([subset[:, 1:], torch.zeros_like(subset[:, :1])], 1)  # t + 1 selected
+        steps_needed = subset | parent if parent_candidates else subset
+        needed = (candidate_mask & steps_needed.unsqueeze(-1)) | (taken & parent.unsqueeze(-1))
+    evaluated = needed | taken  # rows through g
+    b, t, k = evaluated.nonzero(as_tuple=True)  # row-major
+    seen = last_seen[b, t, k]
+
+    # The map z -> W_G g(z) starts with an affine layer W_in z + b_in: apply it to each point
+    # once and form every row W_in (H_k^{(t)} + h_t) + b_in from sums of mapped points.
+    heads = net.fused_heads()
+    w_in, b_in = heads.input_map()
     with _autocast(device, bf16):
-        hidden = heads.g_trunk(h_before[b, t, k] + h[b, t])
-        proj = nn.functional.linear(hidden, heads.weight, heads.bias).to(dtype)  # W_G g(.)
+        mapped = nn.functional.linear(h, w_in).to(dtype)  # W_in h_t, (B, N, width)
+    width_in = mapped.shape[-1]
+    # sums[b, 1 + s] = W_in H of cluster a_s right after step s (Eq. 12); sums[b, 0] = 0.
+    same = (actions.unsqueeze(2) == actions.unsqueeze(1)) & mask.unsqueeze(1)
+    same = same & torch.ones(n_max, n_max, dtype=torch.bool, device=device).tril()
+    sums = torch.cat([mapped.new_zeros(batch, 1, width_in), torch.bmm(same.to(dtype), mapped)], 1)
+    point = mapped if b_in is None else mapped + b_in.to(dtype)
+    rows = (sums.reshape(-1, width_in).index_select(0, b * (n_max + 1) + seen)
+            + point.reshape(-1, width_in).index_select(0, b * n_max + t))
+    with _autocast(device, bf16):
+        proj = heads.project_mapped(rows).to(dtype)  # W_G g(H_k^{(t)} + h_t)
+    hidden = proj.shape[-1]
 
     # W_G g of the taken candidate = cluster a_t's new sum; row_of maps (b, t, k) -> row.
-    row_of = (candidate_mask.reshape(-1).cumsum(0) - 1).reshape(candidate_mask.shape)
+    row_of = (evaluated.reshape(-1).cumsum(0) - 1).reshape(evaluated.shape)
     taken_row = row_of.gather(2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     proj_taken = torch.where(mask.unsqueeze(-1), proj[taken_row], 0.0)
-    # last_seen[t, k]: 1 + the last step s < t with a_s = k, or 0 (cluster not open).
-    steps = torch.arange(1, n_max + 1, device=device).view(1, -1, 1)
-    seen = onehot.long() * steps
-    last_seen = _shift(seen).cummax(1).values
-    proj_seen = torch.cat([proj_taken.new_zeros(batch, 1, proj.shape[-1]), proj_taken], 1)
-    prev_of_taken = last_seen.gather(2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    delta = proj_taken - proj_seen[torch.arange(batch, device=device).unsqueeze(-1), prev_of_taken]
+    proj_seen = torch.cat([proj_taken.new_zeros(batch, 1, hidden), proj_taken], 1)
+    prev_of_taken = last_seen.gather(2, actions.clamp(min=0).unsqueeze(-1))
+    delta = proj_taken - proj_seen.gather(1, prev_of_taken.expand(-1, -1, hidden))
     delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
-    total = _shift(delta).cumsum(1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
-    pre = total[b, t] - proj_seen[b, last_seen[b, t, k]] + proj
+    offset = _shift(delta).cumsum(1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
     if heads.bias_f is not None:
-        pre = pre + heads.bias_f.to(dtype)
+        offset = offset + heads.bias_f.to(dtype)
     if not net.config.online:  # online mode: U = 0 (App. C in [1])
         u = torch.where(mask.unsqueeze(-1), u, 0.0)
         unassigned = _shift(u.flip(1)).cumsum(1).flip(1)  # U_{t+1}
         with _autocast(device, bf16):
-            pre = pre + nn.functional.linear(unassigned, heads.weight_u).to(dtype)[b, t]
+            offset = offset + nn.functional.linear(unassigned, heads.weight_u).to(dtype)
+
+    if subset is not None:  # keep the rows whose energy is returned
+        b, t, k = needed.nonzero(as_tuple=True)
+        seen = last_seen[b, t, k]
+        proj = proj.index_select(0, row_of[b, t, k])
+    pre = (offset.reshape(-1, hidden).index_select(0, b * n_max + t)
+           - proj_seen.reshape(-1, hidden).index_select(0, b * (n_max + 1) + seen) + proj)
     with _autocast(device, bf16):
-        values = heads.f_tail(pre).squeeze(-1).to(dtype)
-    energies = torch.full(candidate_mask.shape, math.inf, dtype=dtype, device=device)
-    energies = energies.masked_scatter(candidate_mask, values)
-    return StepEnergies(energies, candidate_mask, actions, mask)
+        values = heads.energy(pre).to(dtype)
+    energies = torch.full(needed.shape, math.inf, dtype=dtype, device=device)
+    energies = energies.masked_scatter(needed, values)
+    return StepEnergies(energies, needed, actions, mask, subset)
 
 
 def partition_energy(
@@ -342,17 +352,17 @@ def partition_energy(
         if x is None:
             raise ValueError("x is required unless encodings=Encodings(h, u) are given")
         encodings = encode_points(net, x, bf16=bf16)
-    h, _ = _check_encodings(net, encodings)
+    h, _ = check_encodings(net, encodings)
     shape = tuple(h.shape[:2])
-    labels = _check_index_tensor(labels, "labels", shape, h.device)
-    mask = _check_mask(mask, shape, h.device)
+    labels = check_index_tensor(labels, "labels", shape, h.device)
+    mask = check_mask(mask, shape, h.device)
     check_canonical(labels, mask)
     onehot = nn.functional.one_hot(labels.clamp(min=0), int(labels.max()) + 1).bool()
     onehot = onehot & mask.unsqueeze(-1)  # (B, N, K)
     H = torch.einsum("bnk,bnd->bkd", onehot.to(h.dtype), h)  # Eq. (12)
     b, k = onehot.any(1).nonzero(as_tuple=True)
     with _autocast(h.device, bf16):
-        g = net.g(H[b, k]).to(h.dtype)
+        g = forward_layers(net.g, H[b, k]).to(h.dtype)
     G = g.new_zeros(shape[0], g.shape[-1]).index_add(0, b, g)  # Eq. (13)
     with _autocast(h.device, bf16):
         return net.f(G, G.new_zeros(shape[0], h.shape[-1])).to(h.dtype)  # Eq. (15), U = 0
@@ -399,7 +409,11 @@ def step_log_probs(step_energies: StepEnergies) -> torch.Tensor:
 
 
 def trajectory_log_prob(step_energies: StepEnergies) -> torch.Tensor:
-    """``log q(c | x, rho) = sum_t log P(a_t | a_{<t})``, ``(B,)`` (Eq. 30 in [1] without 1/N!)."""
+    """``log q(c | x, rho) = sum_t log P(a_t | a_{<t})``, ``(B,)`` (Eq. 30 in [1] without 1/N!).
+
+    :raises ValueError: on :class:`StepEnergies` of a step subset (every step is needed).
+    """
+    check_every_step(step_energies.step_subset, "trajectory_log_prob")
     per_step = taken_energies(step_energies) + step_log_normalizer(step_energies)
     return -per_step.sum(1)
 
@@ -462,8 +476,7 @@ def log_prob_orders(
         width = int(labels.max()) + 2
         per_order = n * width * max(net.config.h_dim, net.config.hidden)
         chunk_size = max(1, MAX_CHUNK_ELEMENTS // per_order)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     out = []
     for chunk in orders.split(chunk_size):
         r = chunk.shape[0]
@@ -479,7 +492,7 @@ def sdpp(
     x: torch.Tensor,
     labels: torch.Tensor,
     num_orders: int = 500,
-    generator: torch.Generator | int = 0,
+    generator: torch.Generator | int | None = 0,
     *,
     chunk_size: int | None = None,
     bf16: bool = False,
@@ -492,17 +505,12 @@ def sdpp(
     :param torch.Tensor x: one set ``(N, *point_shape)``.
     :param torch.Tensor labels: ``(N,)`` canonical labels (the ground truth in [1]).
     :param int num_orders: number of uniformly random orders (500 in [1]).
-    :param generator: a ``torch.Generator`` or an integer seed (a CPU generator).
+    :param generator: a ``torch.Generator``, an integer seed (a CPU generator) or ``None`` (a
+        fresh generator seeded non-deterministically).
     :returns: :class:`SDPPResult`.
     """
-    if isinstance(num_orders, bool) or not isinstance(num_orders, int) or num_orders < 1:
-        raise ValueError(f"num_orders must be a positive integer, got {num_orders!r}")
-    if not isinstance(generator, torch.Generator):
-        if isinstance(generator, bool) or not isinstance(generator, int):
-            raise ValueError(
-                f"generator must be a torch.Generator or an int seed, got {generator!r}"
-            )
-        generator = torch.Generator().manual_seed(generator)
+    num_orders = check_positive_int(num_orders, "num_orders")
+    generator = make_generator(generator)
     if not isinstance(x, torch.Tensor) or x.ndim < 1:
         raise ValueError("x must be one set (N, *point_shape)")
     keys = torch.rand((num_orders, x.shape[0]), generator=generator, device=generator.device)

@@ -134,7 +134,7 @@ def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, genera
     if config.mc_steps is not None:
         subset = policy.random_step_subset(lengths.cpu(), config.mc_steps, generator).to(batch.mask.device)
     encodings = policy.encode_points(net, batch.x, bf16=bf16)
-    kwargs = {"step_subset": subset} if subset is not None else {}
+    kwargs = {"step_subset": subset, "parent_candidates": config.flow == "paper"} if subset is not None else {}
     steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings,
                                  bf16=bf16, **kwargs)
     if config.objective == "ncp":
@@ -155,9 +155,9 @@ def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, genera
             x, mask = batch.x[keep], batch.mask[keep]
             width = int(mask.sum(1).max())
             x, mask = x[:, :width], mask[:, :width]
-            sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
-                                        generator=generator)
             sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+            sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
+                                        generator=generator, encodings=sub)
             energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
             cd = losses.contrastive_divergence(energy[keep], energy_sample)
             loss = loss + config.lambda_cd * cd.sum() / keep.numel()

@@ -193,8 +193,8 @@ def test_float32_log_prob_matches_float64_reference(shuffle):
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("online", [False, True])
 def test_log_prob_matches_teacher_forcing(dtype, tol, online):
-    """Samples of padded sets along random orders, re-scored by policy.log_prob."""
-    # float32 rounding errors scale with |E|: a milder net keeps 1e-5 meaningful.
+    """Samples of padded sets along random orders, re-scored by teacher forcing."""
+    # float32 rounding errors scale with |E|: a milder net keeps the tolerance meaningful.
     net = make_net(15, dtype=dtype, online=online, sharpen=3.0 if dtype == torch.float64 else 2.0)
     gen = torch.Generator().manual_seed(15)
     lengths = torch.tensor([9, 4, 1, 7])
@@ -208,12 +208,17 @@ def test_log_prob_matches_teacher_forcing(dtype, tol, online):
     best, best_log_prob = greedy(net, x, mask=mask, orders=orders)
 
     def rescore(batch_labels, repeats):
+        """Teacher-forced log-probabilities and the tolerance they deserve: rounding errors of a
+        log-probability grow with the energies' size and with the number of steps summed."""
         spread = lambda t: t.repeat_interleave(repeats, 0)  # noqa: E731
-        return policy.log_prob(net, spread(x), batch_labels, spread(mask), spread(orders))
+        steps = policy.teacher_force(net, spread(x), batch_labels, spread(mask), spread(orders))
+        energies = steps.energies[steps.candidate_mask].abs().max().item()
+        return policy.trajectory_log_prob(steps), tol * n_max * max(1.0, energies)
 
-    teacher = rescore(labels.reshape(-1, n_max), num_samples).reshape(4, num_samples)
-    assert (log_prob - teacher).abs().max().item() < tol
-    assert (best_log_prob - rescore(best, 1)).abs().max().item() < tol
+    teacher, scale = rescore(labels.reshape(-1, n_max), num_samples)
+    assert (log_prob - teacher.reshape(4, num_samples)).abs().max().item() < scale
+    teacher, scale = rescore(best, 1)
+    assert (best_log_prob - teacher).abs().max().item() < scale
 
 
 def test_tempered_log_prob_is_that_of_the_tempered_policy():
@@ -419,3 +424,26 @@ def test_cuda_follows_device_and_matches_cpu():
     assert torch.equal(gpu[0].cpu(), cpu[0])
     assert torch.allclose(gpu[1].cpu(), cpu[1], atol=1e-9, rtol=0)
     assert torch.equal(greedy(net, x.cuda(), mask=mask.cuda())[0].cpu(), greedy(net.cpu(), x, mask=mask)[0])
+
+
+def test_precomputed_encodings_skip_encoding_and_change_nothing(monkeypatch):
+    net = make_net(17)
+    x = points(6, 17, batch=3)
+    mask = torch.arange(6) < torch.tensor([[6], [4], [1]])
+    encodings = policy.encode_points(net, x)
+    expected = sample(net, x, num_samples=4, mask=mask, generator=17)
+    expected_greedy = greedy(net, x, mask=mask)
+    one_set = sample(net, x[0], num_samples=2, generator=18)
+    monkeypatch.setattr(net, "encode", lambda _: pytest.fail("the points were encoded again"))
+    got = sample(net, x, num_samples=4, mask=mask, generator=17, encodings=encodings)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    got = greedy(net, x, mask=mask, encodings=encodings)
+    assert torch.equal(got[0], expected_greedy[0]) and torch.equal(got[1], expected_greedy[1])
+    single = (encodings.h[0], encodings.u[0])  # encoded within the batch: rounding may differ
+    got = sample(net, x[0], num_samples=2, generator=18, encodings=single)
+    assert torch.equal(got[0], one_set[0])
+    assert torch.allclose(got[1], one_set[1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="encodings.h has shape"):
+        sample(net, x, encodings=(encodings.h[:, :5], encodings.u))
+    with pytest.raises(ValueError, match="encodings are"):
+        greedy(net, x, encodings=(encodings.h.float(), encodings.u.float()))

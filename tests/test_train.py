@@ -201,3 +201,11 @@ def test_sampler_used_by_training_is_the_models():
     direct = mixture.sample_batch(lengths, gen_b, dtype=torch.float64)
     assert torch.equal(batch.labels, direct.labels)
     assert torch.allclose(batch.x, direct.x.float())
+
+
+@pytest.mark.parametrize("flow", ["paper", "consistent"])
+@pytest.mark.parametrize("reward", ["cd", "nll"])
+def test_step_subsampled_training_runs(tmp_path, flow, reward):
+    trainer = Trainer(tiny(iterations=2, mc_steps=2, flow=flow, reward=reward), tmp_path, progress=False)
+    record = trainer.train_step()
+    assert math.isfinite(record["loss"]) and math.isfinite(record["mc"])
