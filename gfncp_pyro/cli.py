@@ -126,6 +126,9 @@ def _cluster(args) -> int:
     from . import decoding
 
     start = time.perf_counter()
+    # Decoding one set is a chain of small per-step operations: one thread is fastest, and on a
+    # busy machine OpenMP's spin-waiting makes more threads many times slower.
+    torch.set_num_threads(1)
     points = read_points(args.input)
     net, config = resolve_model(args.checkpoint)
     if points.shape[1] != config.dim:

@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from gfncp_pyro.checkpoint import CheckpointError
 from gfncp_pyro.cli import UserError
 from gfncp_pyro.exact import exact_posterior
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     from .report import run_validation
 
     args = _parser().parse_args(argv)
+    # Many small teacher-forcing and decoding calls: one thread avoids OpenMP spin-waiting,
+    # which makes two threads many times slower on a busy machine.
+    torch.set_num_threads(1)
     try:
         return run_validation(args)
     except (ValueError, CheckpointError, UserError) as err:
