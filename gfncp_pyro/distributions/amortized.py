@@ -1,0 +1,251 @@
+"""The amortized posterior ``q(c | x)`` of a trained energy network as a Pyro distribution.
+
+A trained :class:`~gfncp_pyro.nn.EnergyNet` defines, for a set ``x`` of ``N`` points and an
+order ``rho`` of its points, the sequential policy of Eq. (21) in [1] (NCP's Eq. (10) for an NCP
+network). The probability of a partition along ``rho`` is the product of its steps (Eq. (30) in
+[1] without the ``1/N!`` factor of the order)::
+
+    q(c | x, rho) = prod_t softmax_k(-E[t, k])[a_t],     a = canonicalize(c[rho]).
+
+:class:`AmortizedPartition` is this distribution over canonical label vectors, one event of
+shape ``(N,)``, for a fixed order: the identity, a given permutation, or one drawn uniformly at
+random when the distribution is built and kept for its lifetime, so that ``log_prob`` always
+scores along the order that ``sample`` used (a GFNCP network is meant to give nearly the same
+probabilities along every order; an NCP network does not). Sampling is sequential
+(:func:`gfncp_pyro.decoding.sample`) and returns the log-probability of each sample at no extra
+cost; ``log_prob`` reuses it for the tensor ``sample`` last returned when no gradient is needed,
+and otherwise teacher-forces all steps of all partitions at once
+(:func:`gfncp_pyro.policy.teacher_force`), with gradients reaching the network.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution
+from pyro.ops.provenance import detach_provenance, get_provenance, track_provenance
+
+from .. import decoding, policy
+from ..nn import EnergyNet
+from ..partitions import check_canonical
+from .constraints import canonical_partition
+
+__all__ = ["AmortizedPartition"]
+
+MAX_TEACHER_ELEMENTS = 2**24
+"""Bound on the ``(rows, N, K + 1, width)`` intermediates of one teacher-forcing pass."""
+
+
+def _make_generator(generator) -> torch.Generator | None:
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(generator)
+    raise ValueError(
+        f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+    )
+
+
+def _check_order(order, shape: torch.Size, device) -> torch.Tensor:
+    """``order`` broadcast to ``shape = batch_shape + (N,)``; each row a permutation of ``0..N-1``."""
+    if not isinstance(order, torch.Tensor) or order.is_floating_point() or order.dtype == torch.bool:
+        raise ValueError("order must be an integer torch.Tensor holding a permutation of 0..N-1")
+    n = shape[-1]
+    if order.ndim < 1 or order.shape[-1] != n:
+        raise ValueError(f"order must have shape (..., N) with N = {n}, got {tuple(order.shape)}")
+    try:
+        order = order.to(device=device, dtype=torch.long).expand(shape)
+    except RuntimeError:
+        raise ValueError(
+            f"order of shape {tuple(order.shape)} does not broadcast to the sets' shape "
+            f"{tuple(shape)}; give one order (N,) or one per set"
+        ) from None
+    if not torch.equal(order.sort(-1).values, torch.arange(n, device=device).expand(shape)):
+        raise ValueError(
+            "order must hold a permutation of 0, ..., N - 1 in each row (every point exactly "
+            "once); pass None for the identity"
+        )
+    return order
+
+
+class AmortizedPartition(TorchDistribution):
+    """``q(c | x)`` of an energy network along one order per set (Eqs. 21 and 30 in [1]).
+
+    :param EnergyNet network: the trained network (GFNCP or NCP).
+    :param torch.Tensor x: one set ``(N, *point_shape)`` or sets of equal size
+        ``(*batch_shape, N, *point_shape)``, in the dtype and on the device of the network's
+        parameters. The batch shape of the distribution is ``x``'s leading shape.
+    :param torch.Tensor order: optional permutation ``(N,)`` of the points, or one per set
+        ``(*batch_shape, N)``; default: the identity (or a random order, see ``random_order``).
+    :param bool random_order: draw one uniformly random order per set now and keep it.
+    :param generator: a :class:`torch.Generator` (or an ``int`` seed) for the random order and
+        for :meth:`sample`. With ``None`` the randomness comes from torch's global generator,
+        like every Pyro distribution, so :func:`pyro.set_rng_seed` makes runs reproducible.
+
+    Samples are canonical label vectors ``(N,)`` (``torch.long``) in the caller's point order.
+    ``has_rsample`` is False: gradients flow through :meth:`log_prob` only (score function).
+    """
+
+    arg_constraints = {}
+    support = canonical_partition
+    has_rsample = False
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        network: EnergyNet,
+        x: torch.Tensor,
+        order: torch.Tensor | None = None,
+        *,
+        random_order: bool = False,
+        generator: torch.Generator | int | None = None,
+        validate_args=None,
+    ):
+        if not isinstance(network, EnergyNet):
+            raise ValueError(f"network must be a gfncp_pyro.nn.EnergyNet, got {type(network).__name__}")
+        network.check_points(x, "x")
+        point_ndim = len(network.point_shape)
+        if x.ndim < point_ndim + 1 or x.shape[x.ndim - point_ndim - 1] == 0:
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}; expected (*batch_shape, N, "
+                f"{', '.join(map(str, network.point_shape))}) with N >= 1"
+            )
+        param = next(network.parameters())
+        if x.dtype != param.dtype or x.device != param.device:
+            raise ValueError(
+                f"x is {x.dtype} on {x.device} but the network's parameters are {param.dtype} on "
+                f"{param.device}; convert x, e.g. x.to(next(network.parameters()))"
+            )
+        if order is not None and random_order:
+            raise ValueError("give either an order or random_order=True, not both")
+        self.network = network
+        self.generator = _make_generator(generator)
+        batch_shape = x.shape[: x.ndim - point_ndim - 1]
+        n = x.shape[len(batch_shape)]
+        self.x = x
+        rows = batch_shape + (n,)
+        if random_order:
+            keys = torch.rand(rows, generator=self.generator, dtype=torch.float64,
+                              device=None if self.generator is None else self.generator.device)
+            self.order = keys.argsort(-1).to(x.device)
+        elif order is None:
+            self.order = torch.arange(n, device=x.device).expand(rows)
+        else:
+            self.order = _check_order(order, rows, x.device)
+        self._cache = None
+        super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
+
+    @property
+    def num_points(self) -> int:
+        return self.event_shape[0]
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(AmortizedPartition, _instance)
+        batch_shape = torch.Size(batch_shape)
+        point_shape = self.x.shape[len(self.batch_shape):]
+        new.network = self.network
+        new.generator = self.generator
+        new.x = self.x.expand(batch_shape + point_shape)
+        new.order = self.order.expand(batch_shape + self.event_shape)
+        new._cache = None
+        super(AmortizedPartition, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _flat_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points ``(B, N, *point_shape)`` and orders ``(B, N)``, ``B = batch_shape.numel()``."""
+        n = self.num_points
+        x = self.x.reshape((-1,) + self.x.shape[len(self.batch_shape):])
+        return x, self.order.reshape(-1, n)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Draw partitions; their log-probabilities are kept for :meth:`log_prob`.
+
+        :param sample_shape: leading sample dimensions.
+        :returns: canonical labels ``sample_shape + batch_shape + (N,)``, ``torch.long``.
+        """
+        sample_shape = torch.Size(sample_shape)
+        shape = sample_shape + self.batch_shape
+        if sample_shape.numel() == 0:
+            return torch.empty(shape + self.event_shape, dtype=torch.long, device=self.x.device)
+        generator = self.generator
+        if generator is None:  # Pyro's convention: follow torch's global RNG
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        x, order = self._flat_sets()
+        labels, log_q = decoding.sample(
+            self.network, x, num_samples=sample_shape.numel(), orders=order, generator=generator
+        )
+        labels = labels.transpose(0, 1).reshape(shape + self.event_shape)
+        self._cache = (labels, log_q.transpose(0, 1).reshape(shape))
+        return labels
+
+    def _needs_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.network.parameters())
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x, rho)`` along the stored order (Eq. (30) in [1] without ``1/N!``).
+
+        Exact (a normalised distribution over the Bell(N) partitions). For the tensor that
+        :meth:`sample` last returned, and when autograd would not record anything, the
+        log-probability of the sampling pass is returned (the same value up to rounding);
+        otherwise all steps of all partitions are teacher-forced, in chunks of bounded memory.
+
+        :param torch.Tensor value: canonical labels ``(..., N)``; ``...`` broadcasts with the
+            batch shape.
+        :returns: ``broadcast(..., batch_shape)``, in the network's dtype.
+        :raises ValueError: if ``value`` has the wrong size or is not canonical.
+        """
+        n = self.num_points
+        if not isinstance(value, torch.Tensor) or value.ndim < 1 or value.shape[-1] != n:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"value must be canonical labels (..., {n}), got {got}")
+        # TraceGraph_ELBO wraps sampled values in ProvenanceTensor; teacher forcing through such
+        # a wrapper loses gradients, so score the plain labels and put the provenance back.
+        provenance = get_provenance(value)
+        value = detach_provenance(value)
+        if self._cache is not None and value is self._cache[0] and not self._needs_grad():
+            return track_provenance(self._cache[1], provenance)
+        if value.is_floating_point():
+            if not bool(canonical_partition.check(value).all()):
+                raise ValueError(
+                    "value must hold integer labels in canonical form; use "
+                    "gfncp_pyro.partitions.canonicalize() first"
+                )
+            value = value.long()
+        check_canonical(value, name="value (partition labels)")
+        try:
+            shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(
+                f"value of shape {tuple(value.shape)} does not broadcast with the batch shape "
+                f"{tuple(self.batch_shape)}"
+            ) from None
+        x, order = self._flat_sets()
+        set_of_row = torch.arange(x.shape[0], device=x.device).reshape(self.batch_shape)
+        set_of_row = set_of_row.expand(shape).reshape(-1)
+        labels = value.to(x.device).expand(shape + (n,)).reshape(-1, n)
+        h, u = policy.encode_points(self.network, x)
+        width = int(labels.max()) + 2 if labels.numel() else 1
+        per_row = n * width * max(self.network.config.h_dim, self.network.config.hidden)
+        chunk = max(1, MAX_TEACHER_ELEMENTS // per_row)
+        out = []
+        for start in range(0, labels.shape[0], chunk):
+            rows = set_of_row[start : start + chunk]
+            steps = policy.teacher_force(
+                self.network, None, labels[start : start + chunk], None, order[rows],
+                encodings=policy.Encodings(h[rows], u[rows]),
+            )
+            out.append(policy.trajectory_log_prob(steps))
+        log_q = torch.cat(out) if out else h.new_zeros(0)
+        return track_provenance(log_q.reshape(shape), provenance)
+
+    def __repr__(self) -> str:
+        return (
+            f"AmortizedPartition(batch_shape: {tuple(self.batch_shape)}, "
+            f"num_points: {self.num_points})"
+        )
+
