@@ -9,6 +9,8 @@ to do. Batched arguments are ``(B, N_max)``; functions that also accept one set 
 
 from __future__ import annotations
 
+import math
+
 import numbers
 
 import torch
@@ -219,3 +221,14 @@ def make_generator(generator) -> torch.Generator:
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return torch.Generator().manual_seed(int(generator))
     raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+
+
+def positive_float(value, name: str) -> float:
+    """``value`` as a float; ``ValueError`` naming ``name`` unless it is finite and > 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from ._checks import positive_float
 from .partitions import MAX_ENUMERATION_N, enumerate_partitions
 
 __all__ = ["ExactPosterior", "exact_posterior", "subset_log_joint_table", "make_likelihood"]
@@ -64,13 +65,7 @@ def make_likelihood(likelihood, sigma_mu, sigma_x, dim):
 
 
 def _check_alpha(alpha) -> float:
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}") from None
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
-    return alpha
+    return positive_float(alpha, "alpha")
 
 
 def _check_x(x) -> torch.Tensor:

@@ -28,13 +28,13 @@ References
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
 import pyro
 import pyro.distributions as dist
 import torch
 
+from ._checks import positive_float
 from .distributions import ChineseRestaurantProcess, GaussianMixtureMarginal, sample_crp_labels
 from .likelihoods import IsotropicGaussian
 from .partitions import PAD_LABEL, lengths_to_mask
@@ -64,16 +64,6 @@ class MixtureBatch(NamedTuple):
         return self.mask.sum(-1)
 
 
-def _positive_float(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
-
-
 class CRPMixture:
     """CRP mixture of isotropic Gaussians (Eq. 1 in [1]) as a Pyro model.
 
@@ -95,7 +85,7 @@ class CRPMixture:
         dim: int = 2,
         variant: Variant = "dynamic",
     ):
-        self.alpha = _positive_float(alpha, "alpha")
+        self.alpha = positive_float(alpha, "alpha")
         self.likelihood = IsotropicGaussian(sigma_mu=sigma_mu, sigma_x=sigma_x, dim=dim)
         if variant not in ("dynamic", "padded", "collapsed"):
             raise ValueError(
