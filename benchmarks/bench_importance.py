@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from gfncp_pyro.cli import resolve_model
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
@@ -87,7 +89,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     example = load_example("pyro_importance")
-    network, config = example.load_network(args.checkpoint)
+    network, config = resolve_model(args.checkpoint or example.DEFAULT_MODEL)
     source = args.checkpoint or "pretrained mog2d-small-gfncp"
     lines = [f"network: {source} (trained {config.objective}, N in [{config.n_min}, {config.n_max}])"]
     lines += speed(network, config, args.points, args.samples, args.repeats)

@@ -31,20 +31,14 @@ import pyro
 import torch
 
 from gfncp_pyro import infer
-from gfncp_pyro.checkpoint import load_model
+from gfncp_pyro.cli import resolve_model
 from gfncp_pyro.distributions import AmortizedPartition
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.guides import GFNCPGuide
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.partitions import enumerate_partitions
-from gfncp_pyro.pretrained import load_pretrained
 
-
-def load_network(checkpoint: str | None):
-    """The network and its training config: a checkpoint file, or the shipped mog2d-small."""
-    if checkpoint is not None:
-        return load_model(checkpoint)
-    return load_pretrained("mog2d-small", "gfncp", with_config=True)
+DEFAULT_MODEL = "pretrained:mog2d-small:gfncp"  # a checkpoint path or pretrained:NAME:OBJECTIVE
 
 
 def pyro_importance(model, guide, x, num_samples: int):
@@ -95,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    network, config = load_network(args.checkpoint)
+    network, config = resolve_model(args.checkpoint or DEFAULT_MODEL)
     model = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim, variant=args.variant)
     guide = GFNCPGuide(model, network)
     sets = model.sample_batch(

@@ -23,17 +23,11 @@ from pathlib import Path
 import torch
 
 from gfncp_pyro import infer, metrics
-from gfncp_pyro.checkpoint import load_model
+from gfncp_pyro.cli import resolve_model
 from gfncp_pyro.guides import GFNCPGuide
 from gfncp_pyro.models import CRPMixture
-from gfncp_pyro.pretrained import load_pretrained
 
-
-def load_network(checkpoint: str | None):
-    """The network and its training config: a checkpoint file, or the shipped mog2d-small."""
-    if checkpoint is not None:
-        return load_model(checkpoint)
-    return load_pretrained("mog2d-small", "gfncp", with_config=True)
+DEFAULT_MODEL = "pretrained:mog2d-small:gfncp"  # a checkpoint path or pretrained:NAME:OBJECTIVE
 
 
 def plot(x: torch.Tensor, labels: torch.Tensor, co_clustering: torch.Tensor, path: Path, title: str) -> None:
@@ -67,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("quickstart.png"))
     args = parser.parse_args(argv)
 
-    network, config = load_network(args.checkpoint)
+    network, config = resolve_model(args.checkpoint or DEFAULT_MODEL)
     model = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
     data = model.sample_batch(torch.tensor([args.points]), generator=torch.Generator().manual_seed(args.seed))
     x, truth = data.x[0], data.labels[0]
