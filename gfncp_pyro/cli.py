@@ -32,6 +32,12 @@ _OVERRIDES = {
     "n_min": ("n_min", int), "n_max": ("n_max", int), "alpha": ("alpha", float),
     "sigma_mu": ("sigma_mu", float), "sigma_x": ("sigma_x", float), "val_every": ("val_every", int),
     "val_sets": ("val_sets", int), "grad_clip": ("grad_clip", float),
+    "data": ("data_path", str), "split": ("split", str),
+}
+
+_HELP = {
+    "data": "images (an IDX directory or .npz) or embeddings (.npz/.pt/.safetensors) for the image presets",
+    "split": "which part of --data trains: index:A:B, classes:K, classes:half or all (the rest is held out)",
 }
 
 
@@ -89,6 +95,10 @@ def _train(args) -> int:
                  if getattr(args, flag) is not None}
     if args.bf16:
         overrides["bf16"] = True
+    if args.supervised:
+        overrides["supervised"] = True
+    if args.online:
+        overrides["net_online"] = True
     config = preset(args.preset, **overrides)
     init_distributed()
     trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
@@ -103,23 +113,67 @@ def _train(args) -> int:
     return 0
 
 
+def _model_name(spec: str, config: TrainConfig) -> str:
+    return config.objective.upper() if spec.startswith("pretrained:") else f"{config.objective.upper()} ({Path(spec).parent.name or spec})"
+
+
 def _evaluate(args) -> int:
     from .evaluation import evaluate
 
-    net, config = resolve_model(args.checkpoint)
-    report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed,
-                      sdpp_sets=args.sdpp_sets, sdpp_orders=args.sdpp_orders, progress=not args.no_progress)
-    report["checkpoint"] = args.checkpoint
-    report["objective"] = config.objective
-    for name in ("nmi", "ari", "mc_paper", "mc_consistent", "sdpp"):
-        if name in report:
-            r = report[name]
-            print(f"{name:<14} {r['mean']:.4f} ± {r['std']:.4f} (median {r['median']:.4f}, n={r['n']})")
+    reports, top_sets = {}, {}
+    for spec in args.checkpoint:
+        net, config = resolve_model(spec)
+        if args.data is not None:
+            if config.data == "mog":
+                raise UserError(f"{spec} was trained on Gaussian mixtures; --data applies to image/embedding models")
+            config = config.replace(data_path=args.data)
+        source = None
+        if config.data != "mog" or args.test_alpha is not None:
+            from .data.sources import evaluation_source
+
+            source = evaluation_source(config, alpha=args.test_alpha)
+        report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed, sdpp_sets=args.sdpp_sets,
+                          sdpp_orders=args.sdpp_orders, progress=not args.no_progress, source=source,
+                          keep_sets=1 if args.figures and config.data == "images" else 0)
+        report["checkpoint"] = spec
+        report["objective"] = config.objective
+        name = _model_name(spec, config)
+        print(f"{name}: {spec}")
+        for metric in ("nmi", "ari", "mc_paper", "mc_consistent", "sdpp"):
+            if metric in report:
+                r = report[metric]
+                print(f"  {metric:<14} {r['mean']:.4f} ± {r['std']:.4f} (median {r['median']:.4f}, n={r['n']})")
+        if "sets" in report:
+            top_sets[name] = (net, report.pop("sets")[0])
+        reports[name] = report
+    if args.figures:
+        _evaluation_figures(reports, top_sets, Path(args.figures), args.N)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        data = next(iter(reports.values())) if len(reports) == 1 else {"models": reports}
+        Path(args.json).write_text(json.dumps(data, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _evaluation_figures(reports: dict, top_sets: dict, out: Path, n: int) -> None:
+    """SDPP histogram and ECDF of every model (Fig. 1 in [1]); for image models the top-3
+    clusterings of the first test set by beam search (Fig. 3)."""
+    from . import decoding
+    from .figures import plot_sdpp, plot_top_clusterings
+
+    out.mkdir(parents=True, exist_ok=True)
+    values = {name: r["sdpp_values"] for name, r in reports.items() if r.get("sdpp_values")}
+    if values:
+        print(f"wrote {plot_sdpp(values, out / 'sdpp.png', title=f'SDPP of the true partition, test sets of N={n}')}")
+    for name, (net, first) in top_sets.items():
+        with torch.no_grad():
+            labels, log_q = decoding.beam_search(net, first["x"].to(next(net.parameters()).dtype), beam_width=8, top_k=3)
+        clusterings = [(lab, float(lq)) for lab, lq in zip(labels, log_q)]
+        slug = name.split(" ")[0].lower()
+        path = plot_top_clusterings(first["x"], clusterings, out / f"top3_{slug}.png",
+                                    title=f"{name}: top-3 clusterings of one test set (beam search, log q)")
+        print(f"wrote {path}")
 
 
 def _cluster(args) -> int:
@@ -193,20 +247,32 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
+    train.add_argument("--online", action="store_true", help="online mode (App. C): the energy ignores "
+                       "unassigned points (U = 0), so points can arrive one by one")
+    train.add_argument("--supervised", action="store_true",
+                       help="image/embedding data: train on true classes instead of instance discrimination")
     train.add_argument("--no-progress", action="store_true")
     for flag, (_, kind) in _OVERRIDES.items():
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
-                           help=f"override the preset's {flag}")
+                           help=_HELP.get(flag, f"override the preset's {flag}"))
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="the paper's protocol: greedy NMI, ARI, MC, SDPP")
-    ev.add_argument("checkpoint", help="checkpoint path or pretrained:NAME:OBJECTIVE")
+    ev.add_argument("checkpoint", nargs="+", help="checkpoint path(s) or pretrained:NAME:OBJECTIVE (several: "
+                    "compared on the same test sets)")
     ev.add_argument("--sets", type=int, default=3000)
     ev.add_argument("--N", type=int, default=300)
     ev.add_argument("--seed", type=int, default=12345)
     ev.add_argument("--sdpp-sets", type=int, default=20)
     ev.add_argument("--sdpp-orders", type=int, default=500)
-    ev.add_argument("--json", default=None, help="write the report here")
+    ev.add_argument("--data", default=None, help="image/embedding models: read the data from here instead of the "
+                    "path they were trained with (same split)")
+    ev.add_argument("--test-alpha", type=float, default=None, help="CRP concentration of the test partitions "
+                    "(default: the training alpha)")
+    ev.add_argument("--figures", default=None, help="directory for sdpp.png (histogram + ECDF) and, for image "
+                    "models, top3_*.png")
+    ev.add_argument("--json", default=None, help="write the report here (one model: its report; several: "
+                    '{"models": {name: report}})')
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_evaluate)
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .data.augment import EmbeddingAugment, ImageAugment
 from .nn import EnergyNetConfig
 
 __all__ = ["TrainConfig", "PRESETS", "preset"]
@@ -20,6 +21,7 @@ __all__ = ["TrainConfig", "PRESETS", "preset"]
 Objective = Literal["gfncp", "ncp"]
 Flow = Literal["consistent", "paper"]
 Reward = Literal["cd", "nll"]
+Data = Literal["mog", "images", "embeddings"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,20 @@ class TrainConfig:
     :param fixed_k: if set, every training partition has exactly this many clusters (points
         assigned uniformly at random among them, resampled if a cluster is empty); the paper's
         Table 2 setting. ``None`` (default): CRP partitions.
+
+    Data sources other than the Gaussian mixture (:mod:`gfncp_pyro.data.sources`):
+
+    :param data: ``"mog"`` (the Pyro model above), ``"images"`` (28x28 grey images, conv
+        encoder) or ``"embeddings"`` (feature vectors, MLP encoder).
+    :param data_path: the images (an IDX directory or ``.npz``) or embeddings file; given by
+        the caller (``--data``).
+    :param str split: which part trains (:func:`~gfncp_pyro.data.sources.split_pool`):
+        ``"index:A:B"``, ``"classes:K"``, ``"classes:half"`` or ``"all"``; the rest is held out
+        for testing and never reaches training.
+    :param bool supervised: train on real points of distinct classes (true labels) instead of
+        instance discrimination (Sec. 4.3 in [1]).
+    :param augment: ``ImageAugment`` / ``EmbeddingAugment`` (or their dicts) for instance
+        discrimination; default: the class's defaults for image and embedding data.
 
     Objective and optimisation (paper values where the paper gives them):
 
@@ -73,6 +89,11 @@ class TrainConfig:
     n_min: int = 100
     n_max: int = 1000
     fixed_k: int | None = None
+    data: Data = "mog"
+    data_path: str | None = None
+    split: str = "all"
+    supervised: bool = False
+    augment: ImageAugment | EmbeddingAugment | None = None
     objective: Objective = "gfncp"
     flow: Flow = "paper"
     beta: float = 0.999
@@ -120,13 +141,39 @@ class TrainConfig:
             raise ValueError(f"fixed_k must lie in [1, n_min={self.n_min}] or be None, got {self.fixed_k}")
         if self.mc_steps is not None and (not isinstance(self.mc_steps, int) or self.mc_steps < 1):
             raise ValueError(f"mc_steps must be a positive integer or None, got {self.mc_steps!r}")
-        if self.net.encoder != "mlp":
-            raise ValueError("Gaussian-mixture training needs the 'mlp' encoder")
+        self._check_data()
+
+    def _check_data(self) -> None:
+        if self.data not in ("mog", "images", "embeddings"):
+            raise ValueError(f"data must be 'mog', 'images' or 'embeddings', got {self.data!r}")
+        encoder = "conv" if self.data == "images" else "mlp"
+        if self.net.encoder != encoder:
+            raise ValueError(f"{self.data!r} data need the {encoder!r} encoder, got {self.net.encoder!r}")
+        if self.data == "mog":
+            if self.augment is not None or self.supervised or self.data_path is not None:
+                raise ValueError("augment, supervised and data_path only apply to image or embedding data")
+            return
+        kind = ImageAugment if self.data == "images" else EmbeddingAugment
+        augment = self.augment if self.augment is not None else kind()
+        if isinstance(augment, dict):
+            augment = kind.from_dict(augment)
+        if not isinstance(augment, kind):
+            raise ValueError(f"{self.data!r} data need augment={kind.__name__}(...), got {type(augment).__name__}")
+        object.__setattr__(self, "augment", augment)
+        if self.data_path is not None:
+            object.__setattr__(self, "data_path", str(self.data_path))
+        if self.fixed_k is not None:
+            raise ValueError("fixed_k applies to Gaussian mixtures only")
 
     @property
     def dim(self) -> int:
-        """Dimension of the points."""
+        """Dimension of vector points (Gaussian mixtures, embeddings)."""
         return self.net.x_dim
+
+    @property
+    def point_shape(self) -> tuple[int, ...]:
+        """Shape of one point: ``(x_dim,)`` or ``(1, 28, 28)``."""
+        return self.net.point_shape
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (``net`` fields may be given as ``net_<name>``)."""
@@ -154,15 +201,47 @@ PRESETS: dict[str, TrainConfig] = {
     "mog2d-k6": TrainConfig(
         preset="mog2d-k6", alpha=6.0, sigma_mu=10.0, sigma_x=1.0, n_min=100, n_max=1000, fixed_k=6
     ),
-    # A CPU-sized version of mog2d: same data model, smaller sets, fewer steps of the MC sum.
+    # A CPU-sized version of mog2d: same data model, smaller sets and batches, 32 sampled steps
+    # of the MC sum, 2,000 iterations (about 1-2 hours on 2 cores).
     "mog2d-cpu": TrainConfig(
         preset="mog2d-cpu", alpha=6.0, sigma_mu=10.0, sigma_x=1.0, n_min=20, n_max=200, mc_steps=32,
-        iterations=3000,
+        batch_size=32, iterations=2000,
     ),
     # Exact validation (python -m validation.exact): at N = 8 the posterior is uncertain (mean
     # entropy about 1.5 nats), so comparisons discriminate.
     "mog2d-small": TrainConfig(
         preset="mog2d-small", alpha=1.0, sigma_mu=5.0, sigma_x=1.0, n_min=1, n_max=32, beta=0.99,
+    ),
+    # App. A.1-A.2 of [1] for MNIST (conv encoder, width 256; alpha 1, beta 0.99, N in
+    # [100, 1000], batch 64, 5K iterations). Only the MNIST test split is shipped offline, so by
+    # default images 0-4,999 train and 5,000-9,999 test (pass --data DIR).
+    "mnist": TrainConfig(
+        preset="mnist", data="images", split="index:0:5000",
+        net=EnergyNetConfig(encoder="conv", h_dim=256, g_dim=256, hidden=256),
+        alpha=1.0, beta=0.99, n_min=100, n_max=1000,
+    ),
+    # A CPU-sized MNIST run (about an hour on 2 cores): narrower network, smaller sets and batches.
+    "mnist-cpu": TrainConfig(
+        preset="mnist-cpu", data="images", split="index:0:5000", net=EnergyNetConfig(encoder="conv"),
+        alpha=1.0, beta=0.99, n_min=20, n_max=100, batch_size=16, iterations=1200, mc_steps=16,
+        val_sets=64, val_every=100,
+    ),
+    # Unseen classes (Omniglot, 40 classes of 20): train on the 20 smallest class ids, test on the
+    # others. alpha 5 keeps test sets of N = 100 feasible (clusters of at most 20 images).
+    "omniglot-cpu": TrainConfig(
+        preset="omniglot-cpu", data="images", split="classes:20", net=EnergyNetConfig(encoder="conv"),
+        alpha=5.0, beta=0.99, n_min=20, n_max=100, batch_size=16, iterations=800, mc_steps=16,
+        val_sets=64, val_every=100,
+    ),
+    # The paper's ImageNet setting on user-provided 384-d (e.g. DINO ViT-S) embeddings: MLP
+    # encoder, beta 0.999, unseen classes (half of the classes train).
+    "embeddings": TrainConfig(
+        preset="embeddings", data="embeddings", split="classes:half", net=EnergyNetConfig(x_dim=384),
+        alpha=1.0, beta=0.999, n_min=100, n_max=1000,
+    ),
+    "embeddings-cpu": TrainConfig(
+        preset="embeddings-cpu", data="embeddings", split="classes:half", net=EnergyNetConfig(x_dim=384),
+        alpha=1.0, beta=0.999, n_min=20, n_max=200, batch_size=32, iterations=2000, mc_steps=32,
     ),
 }
 

@@ -1,7 +1,9 @@
-"""The paper's evaluation protocol for Gaussian mixtures (Sec. 5 and App. A.2 in [1]).
+"""The paper's evaluation protocol (Sec. 5 and App. A.2 in [1]).
 
-``num_sets`` seeded test sets of ``N`` points are drawn from the model the network was trained
-for (one generator for the whole run: every set differs), clustered by greedy decoding along the
+``num_sets`` seeded test sets of ``N`` points are drawn from the test source of the network's
+training config (:func:`~gfncp_pyro.data.sources.evaluation_source`: the Gaussian mixture it was
+trained for, or real points of distinct held-out classes for images and embeddings; one
+generator for the whole run, so every set differs), clustered by greedy decoding along the
 identity order, and scored by NMI and ARI against the true partition; MC is Eq. (24) of the true
 partition; SDPP (Eq. 32) is computed on the first ``sdpp_sets`` sets.
 
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import decoding, metrics
 from .config import TrainConfig
-from .models import CRPMixture
+from .data.sources import evaluation_source
 from .nn import EnergyNet
 
 __all__ = ["evaluate", "summarize"]
@@ -48,26 +50,35 @@ def evaluate(
     sdpp_sets: int = 20,
     sdpp_orders: int = 500,
     progress: bool = True,
+    source=None,
+    keep_sets: int = 0,
 ) -> dict:
-    """Evaluate ``net`` on seeded test sets from the data model of ``config``.
+    """Evaluate ``net`` on seeded test sets.
 
+    :param source: where the test sets come from (``draw(lengths, generator, device, dtype)``);
+        default :func:`~gfncp_pyro.data.sources.evaluation_source` of ``config`` (which reads
+        ``config.data_path`` for images and embeddings).
+    :param int keep_sets: return the first ``keep_sets`` test sets with their true and greedy
+        labels and SDPP values under ``"sets"`` (for figures; not JSON-ready).
     :returns: a JSON-ready dict: ``{"nmi": summary, "ari": ..., "mc_paper": ..., "mc_consistent": ...,
-        "sdpp": ..., "protocol": {...}}`` with summaries from :func:`summarize`.
+        "sdpp": ..., "protocol": {...}}`` with summaries from :func:`summarize`, and the raw
+        per-set ``"sdpp_values"``.
     """
     if num_sets < 1 or num_points < 1:
         raise ValueError(f"num_sets and num_points must be >= 1, got {num_sets} and {num_points}")
-    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    source = source if source is not None else evaluation_source(config)
     generator = torch.Generator().manual_seed(seed)
     device = next(net.parameters()).device
     dtype = next(net.parameters()).dtype
     scores = {"nmi": [], "ari": [], "mc_paper": [], "mc_consistent": [], "sdpp": [], "clusters_true": [],
               "clusters_pred": []}
+    kept: list[dict] = []
     net.eval()
     bar = tqdm(total=num_sets, disable=not progress, desc="evaluate", dynamic_ncols=True)
     done = 0
     while done < num_sets:
         size = min(batch_size, num_sets - done)
-        batch = mixture.sample_batch(torch.full((size,), num_points), generator=generator, dtype=dtype, device=device)
+        batch = source.draw(torch.full((size,), num_points), generator, device, dtype)
         pred, _ = decoding.greedy(net, batch.x, mask=batch.mask)
         b_nmi, b_ari = metrics.batch_nmi_ari(batch.labels, pred, batch.mask)
         scores["nmi"] += b_nmi
@@ -77,6 +88,8 @@ def evaluate(
             scores[f"mc_{flow}"] += mc.tolist()
         scores["clusters_true"] += (batch.labels.max(1).values + 1).tolist()
         scores["clusters_pred"] += (pred.max(1).values + 1).tolist()
+        for i in range(max(0, min(size, keep_sets - done))):
+            kept.append({"x": batch.x[i].cpu(), "labels": batch.labels[i].cpu(), "greedy": pred[i].cpu()})
         for i in range(max(0, min(size, sdpp_sets - done))):
             with torch.no_grad():
                 result = metrics.sdpp(net, batch.x[i], batch.labels[i], sdpp_orders, generator=seed + done + i)
@@ -85,9 +98,16 @@ def evaluate(
         bar.update(size)
     bar.close()
     report = {name: summarize(values) for name, values in scores.items() if values}
+    report["sdpp_values"] = scores["sdpp"]
+    if config.data == "mog":
+        data = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x, "dim": config.dim}
+    else:
+        data = {"kind": config.data, "path": config.data_path, "split": config.split, "test": "held-out part",
+                "alpha": getattr(source, "alpha", config.alpha)}
     report["protocol"] = {
         "num_sets": num_sets, "num_points": num_points, "seed": seed, "decoding": "greedy, identity order",
-        "sdpp_sets": min(sdpp_sets, num_sets), "sdpp_orders": sdpp_orders,
-        "data": {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x, "dim": config.dim},
+        "sdpp_sets": min(sdpp_sets, num_sets), "sdpp_orders": sdpp_orders, "data": data,
     }
+    if keep_sets:
+        report["sets"] = kept
     return report

@@ -33,6 +33,7 @@ from .policy import StepEnergies, step_log_normalizer, taken_energies, trajector
 __all__ = [
     "FLOWS",
     "marginal_consistency",
+    "marginal_consistency_residuals",
     "contrastive_divergence",
     "energy_regularizer",
     "final_energy",
@@ -67,6 +68,16 @@ def _paper_energies(step_energies: StepEnergies) -> torch.Tensor:
     return torch.where(candidates, shifted, 0.0)
 
 
+def _residual_steps(step_energies: StepEnergies) -> torch.Tensor:
+    """``(B, N_max)`` bool: the steps that carry a residual, the real steps ``t >= 1`` (or the
+    selected ones on a step subset)."""
+    if step_energies.step_subset is not None:
+        return step_energies.step_subset
+    steps = step_energies.step_mask.clone()
+    steps[:, 0] = False
+    return steps
+
+
 def _sum_over_steps(step_energies: StepEnergies, per_step: torch.Tensor) -> torch.Tensor:
     """``sum_t per_step[:, t]`` over steps ``t >= 1``, or its unbiased estimate on a subset.
 
@@ -74,14 +85,13 @@ def _sum_over_steps(step_energies: StepEnergies, per_step: torch.Tensor) -> torc
         selected ones); other entries are ignored.
     """
     subset = step_energies.step_subset
-    steps = step_energies.step_mask.clone()
-    steps[:, 0] = False
+    total = torch.where(_residual_steps(step_energies), per_step, 0.0).sum(1)
     if subset is None:
-        return torch.where(steps, per_step, 0.0).sum(1)
-    partial = torch.where(subset, per_step, 0.0).sum(1)
+        return total
     selected = subset.sum(1)
-    scale = steps.sum(1).to(per_step.dtype) / selected.clamp(min=1).to(per_step.dtype)
-    return torch.where(selected > 0, partial * scale, 0.0)
+    num_steps = step_energies.step_mask[:, 1:].sum(1)  # N_b - 1
+    scale = num_steps.to(per_step.dtype) / selected.clamp(min=1).to(per_step.dtype)
+    return torch.where(selected > 0, total * scale, 0.0)
 
 
 def _check_parent_candidates(step_energies: StepEnergies) -> None:
@@ -99,24 +109,21 @@ def _check_parent_candidates(step_energies: StepEnergies) -> None:
         )
 
 
-def marginal_consistency(
+def marginal_consistency_residuals(
     step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
 ) -> torch.Tensor:
-    """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
+    """The terms that Eq. (24) in [1] squares, one per step, ``(B, N_max)``.
 
-    ``sum_{t=1}^{N-1} (E[t-1, a_{t-1}] + logsumexp_k(-E[t, k]))^2`` in 0-based steps, i.e. the
-    parent's log-flow against the log of its children's summed flows. On step energies of a
-    step subset: ``(N_b - 1) / S_b`` times the sum over the ``S_b`` selected steps, an unbiased
-    estimate (see the module docstring).
+    In 0-based steps, ``r[:, t] = E[t-1, a_{t-1}] + logsumexp_k(-E[t, k])`` for ``t >= 1``:
+    the log of the summed flows of the children of the state after step ``t - 1`` minus that
+    state's log-flow (a state has one parent, so this is its flow-matching residual, Eq. 23
+    in [1]); ``r > 0`` means the children carry more flow than their parent.
+    :func:`marginal_consistency` is the sum of ``r ** 2`` over the steps (scaled on a subset).
 
     :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
-    :param flow: ``"consistent"``: unshifted log-flows ``log F(s_t) = -E[c_{1:t}]``; a
-        consistent model can make every residual zero, and then ``exp(-E[c_1])`` is the
-        partition function. ``"paper"``: the min-shifted ``Ehat`` of Sec. 4 in [1]
-        (``Ehat[c_1] = 0``, ``Ehat = E - min`` over the step's candidates for ``2 <= n < N``,
-        ``Ehat[c_{1:N}] = E[c_{1:N}]``). With that shift every intermediate flow is ``<= 1``
-        while the children's flows sum to ``>= 1``, so the loss can be zero only for a
-        deterministic policy.
+    :param flow: ``"consistent"`` or ``"paper"``, see :func:`marginal_consistency`.
+    :returns: ``(B, N_max)``; 0 at ``t = 0`` and at padding, and on step energies of a step
+        subset also at the steps not selected.
     :raises ValueError: on an unknown ``flow``, or ``flow="paper"`` on a step subset computed
         without ``parent_candidates=True``.
     """
@@ -132,6 +139,32 @@ def marginal_consistency(
         taken = taken_energies(step_energies)
         children = step_log_normalizer(step_energies)
     residual = _shift(taken) + children  # step t: parent t - 1 against its children
+    return torch.where(_residual_steps(step_energies), residual, 0.0)
+
+
+def marginal_consistency(
+    step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
+) -> torch.Tensor:
+    """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
+
+    ``sum_{t=1}^{N-1} (E[t-1, a_{t-1}] + logsumexp_k(-E[t, k]))^2`` in 0-based steps, i.e. the
+    parent's log-flow against the log of its children's summed flows (the squares of
+    :func:`marginal_consistency_residuals`). On step energies of a step subset:
+    ``(N_b - 1) / S_b`` times the sum over the ``S_b`` selected steps, an unbiased estimate
+    (see the module docstring).
+
+    :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
+    :param flow: ``"consistent"``: unshifted log-flows ``log F(s_t) = -E[c_{1:t}]``; a
+        consistent model can make every residual zero, and then ``exp(-E[c_1])`` is the
+        partition function. ``"paper"``: the min-shifted ``Ehat`` of Sec. 4 in [1]
+        (``Ehat[c_1] = 0``, ``Ehat = E - min`` over the step's candidates for ``2 <= n < N``,
+        ``Ehat[c_{1:N}] = E[c_{1:N}]``). With that shift every intermediate flow is ``<= 1``
+        while the children's flows sum to ``>= 1``, so the loss can be zero only for a
+        deterministic policy.
+    :raises ValueError: on an unknown ``flow``, or ``flow="paper"`` on a step subset computed
+        without ``parent_candidates=True``.
+    """
+    residual = marginal_consistency_residuals(step_energies, flow)
     return _sum_over_steps(step_energies, residual.square())
 
 

@@ -131,10 +131,12 @@ def canonicalize(labels: torch.Tensor, mask: torch.Tensor | None = None) -> torc
         if mask.shape != shape:
             raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {tuple(shape)}")
         mask_flat = mask.reshape(-1, n)
-    # A key unique to (row, label): compact the labels of each row with one global unique.
-    row_ids = torch.arange(rows, device=flat.device).unsqueeze(-1).expand(rows, n)
-    keys = torch.stack([row_ids.reshape(-1), flat.reshape(-1)], dim=-1)
-    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    # A key unique to (row, label): labels compacted to 0..V-1 by one global 1-D unique (any
+    # int64 values), then ``row * V + label`` (< (rows * n)^2, no overflow) and a second 1-D
+    # unique. 1-D uniques sort plain integers (``unique(dim=0)`` is many times slower).
+    values, compact = torch.unique(flat.reshape(-1), return_inverse=True)
+    row_ids = torch.arange(rows, device=flat.device).repeat_interleave(n)
+    _, inverse = torch.unique(row_ids * values.numel() + compact, return_inverse=True)
     positions = torch.arange(n, device=flat.device).expand(rows, n).reshape(-1)
     if mask is not None:
         positions = torch.where(mask_flat.reshape(-1), positions, torch.full_like(positions, n))

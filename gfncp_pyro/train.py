@@ -30,9 +30,8 @@ from . import decoding, losses, policy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import exploration_mask, random_lengths, random_orders, with_exploration
-from .models import CRPMixture, MixtureBatch
+from .data.sources import training_source
 from .nn import EnergyNet
-from .partitions import canonicalize
 
 __all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "NonFiniteLossError"]
 
@@ -73,36 +72,18 @@ def iteration_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _fixed_k_labels(lengths: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Partitions with exactly ``k`` clusters: uniform labels in ``0..k-1``, resampled until no
-    cluster is empty (each set has >= k points), then canonicalised."""
-    n_max = int(lengths.max())
-    mask = torch.arange(n_max) < lengths.unsqueeze(-1)
-    labels = torch.randint(0, k, (lengths.shape[0], n_max), generator=generator)
-    while True:
-        sizes = torch.zeros(lengths.shape[0], k, dtype=torch.long).scatter_add_(1, labels.clamp(min=0), mask.long())
-        bad = (sizes == 0).any(-1)
-        if not bool(bad.any()):
-            return canonicalize(labels, mask)
-        labels[bad] = torch.randint(0, k, (int(bad.sum()), n_max), generator=generator)
-
-
 def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.device, dtype=torch.float32,
-               batch_size: int | None = None, explore: bool = True) -> TrainingBatch:
-    """One training batch from the data model of ``config`` (exactly the Pyro model's
-    distribution, via :meth:`CRPMixture.sample_batch`), with random orders and, for GFNCP,
-    exploration partitions on a fraction ``1 - beta`` of the sets."""
+               batch_size: int | None = None, explore: bool = True, source=None) -> TrainingBatch:
+    """One training batch of ``config``'s data (:func:`~gfncp_pyro.data.sources.training_source`:
+    for Gaussian mixtures exactly the Pyro model's distribution, via
+    :meth:`CRPMixture.sample_batch`; for images and embeddings instance discrimination), with
+    random orders and, for GFNCP, exploration partitions on a fraction ``1 - beta`` of the sets.
+    ``source``: the training source, if already built (image pools are loaded once)."""
     batch_size = batch_size or config.batch_size
-    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    source = source if source is not None else training_source(config)
     lengths = random_lengths(batch_size, config.n_min, config.n_max, generator)
-    data: MixtureBatch = mixture.sample_batch(lengths, generator=generator, dtype=torch.float64)
-    labels = data.labels
-    x = data.x
-    if config.fixed_k is not None:
-        labels = _fixed_k_labels(lengths, config.fixed_k, generator)
-        noise = config.sigma_x * torch.randn(x.shape, generator=generator, dtype=torch.float64)
-        means = data.means.gather(1, labels.clamp(min=0).unsqueeze(-1).expand_as(x))
-        x = torch.where(data.mask.unsqueeze(-1), means + noise, 0.0)
+    data = source.draw(lengths, generator, device, dtype)
+    labels = data.labels.cpu()
     orders = random_orders(lengths, generator)
     if explore and config.objective == "gfncp" and config.beta < 1.0:
         flags = exploration_mask(batch_size, config.beta, generator)
@@ -110,7 +91,7 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
     else:
         flags = torch.zeros(batch_size, dtype=torch.bool)
     return TrainingBatch(
-        x=x.to(device=device, dtype=dtype),
+        x=data.x.to(device=device, dtype=dtype),
         labels=labels.to(device),
         mask=data.mask.to(device),
         orders=orders.to(device),
@@ -202,9 +183,10 @@ class Trainer:
                 f"{self.out_dir} already holds a run (last.pt); pass resume=True (--resume) to continue it "
                 "or choose another output directory"
             )
+        self.source = training_source(config, device=self.device)
         self.validation = [
-            draw_batch(config, iteration_generator(config.seed, _VALIDATION_DATA, i), self.device, batch_size=min(64, config.val_sets),
-                       explore=False)
+            draw_batch(config, iteration_generator(config.seed, _VALIDATION_DATA, i), self.device,
+                       batch_size=min(64, config.val_sets), explore=False, source=self.source)
             for i in range(math.ceil(config.val_sets / 64))
         ]
 
@@ -272,7 +254,7 @@ class Trainer:
         """One iteration of Algorithm 1 (or of NCP's maximum likelihood)."""
         config = self.config
         generator = iteration_generator(config.seed, self.rank, self.step)
-        batch = draw_batch(config, generator, self.device)
+        batch = draw_batch(config, generator, self.device, source=self.source)
         loss, parts = batch_loss(self.net, config, batch, generator, self.bf16)
         if not torch.isfinite(loss):
             self.save("nonfinite.pt")

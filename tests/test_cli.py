@@ -92,3 +92,14 @@ def test_console_entry_point_reports_errors_without_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+def test_train_online_mode_flag(tmp_path, capsys):
+    out = str(tmp_path / "online")
+    assert main(["train", "--preset", "mog2d-small", "--out", out, "--online", "--iterations", "2", "--batch-size", "2",
+                 "--n-max", "5", "--val-sets", "2", "--val-every", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "online" / "config.json").read_text())["net"]["online"] is True
+    capsys.readouterr()
+    assert main(["evaluate", out + "/last.pt", "--sets", "2", "--N", "6", "--sdpp-sets", "1", "--sdpp-orders", "3",
+                 "--no-progress"]) == 0
+    assert "nmi" in capsys.readouterr().out

@@ -32,9 +32,10 @@ def _checkpoint(path, **changes):
     return str(path)
 
 
-@pytest.mark.parametrize("n", [1, 3, 6])
-def test_policy_log_q_equals_teacher_forcing_for_every_partition_and_order(n):
-    net = _net()
+@pytest.mark.parametrize("n, online", [(1, False), (3, False), (6, False), (5, True)])
+def test_policy_log_q_equals_teacher_forcing_for_every_partition_and_order(n, online):
+    torch.manual_seed(0)
+    net = EnergyNet(preset("mog2d-small", **SMALL, net_online=online).net).double()
     mix = CRPMixture(1.0, 5.0, 1.0, 2)
     x = mix.sample_batch(torch.tensor([n]), torch.Generator().manual_seed(n), dtype=torch.float64).x[0]
     exact = exact_posterior(x, 1.0, likelihood=mix.likelihood)
@@ -113,3 +114,21 @@ def test_command_bad_input(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "bad.npy"), "--no-models"] + common) == 2
     assert "shape (N, 2)" in capsys.readouterr().err
     assert main(["--N", "4", "--gfncp", str(tmp_path / "missing.pt"), "--ncp", ckpt] + common) == 2
+
+
+def test_partition_keys_identify_partitions_whatever_the_labelling_and_order():
+    from validation.compare import _partition_keys, partition_codes
+    from gfncp_pyro.partitions import canonicalize, enumerate_partitions
+
+    n = 6
+    labels = enumerate_partitions(n)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(n, generator=gen)
+    relabel = torch.randperm(n, generator=gen)
+    keys = _partition_keys(labels, torch.arange(n), n)
+    # the same partitions, read along another order and with permuted label names
+    along = relabel[labels[:, order]]
+    assert torch.equal(_partition_keys(along, order, n), keys)
+    # keys are distinct exactly when the partitions are (slow check through canonical codes)
+    assert keys.unique().numel() == labels.shape[0]
+    assert torch.equal(partition_codes(canonicalize(along[:, torch.argsort(order)])), partition_codes(labels))

@@ -17,15 +17,16 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from gfncp_pyro import decoding, losses, policy
 from gfncp_pyro.exact import ExactPosterior
 from gfncp_pyro.nn import EnergyNet
-from gfncp_pyro.partitions import canonicalize, enumerate_partitions
+from gfncp_pyro.partitions import enumerate_partitions
 
 __all__ = ["partition_codes", "policy_log_q", "divergences", "compare_one"]
 
-_TINY = 1e-300
+_CHUNK_ROWS = 2**16  # states per f evaluation in _state_energies
 
 
 def partition_codes(labels: torch.Tensor) -> torch.Tensor:
@@ -36,54 +37,102 @@ def partition_codes(labels: torch.Tensor) -> torch.Tensor:
     return (labels.long() * weights).sum(-1)
 
 
-def _prefix_conditionals(net: EnergyNet, x: torch.Tensor, orders: torch.Tensor) -> list[torch.Tensor]:
-    """``log P(a_t = k | a_{<t})`` for every prefix ``a_{<t}`` along every order, in ONE
-    teacher-forced pass: entry ``t`` is ``(R, Bell(t), t + 1)`` (prefixes in
-    :func:`enumerate_partitions` order, -inf where ``k`` is not a candidate). The policy only
-    depends on the prefix, so each step is evaluated once per distinct prefix
-    (``R * sum_t Bell(t)`` candidate sets instead of ``R * Bell(N) * N``)."""
-    n, r = x.shape[0], orders.shape[0]
-    if n == 1:
-        return [torch.zeros((r, 1, 1), dtype=torch.float64)]
-    prefixes = [enumerate_partitions(t) for t in range(1, n)]
-    actions = torch.cat([torch.cat([p, torch.zeros((p.shape[0], n - p.shape[1]), dtype=torch.long)], 1)
-                         for p in prefixes])  # (P, N) along the order, completed with cluster 0
-    steps_of = torch.cat([torch.full((p.shape[0],), t + 1) for t, p in enumerate(prefixes)])
-    rows = actions.shape[0]
-    row_orders = orders.repeat_interleave(rows, dim=0)  # (R * P, N)
-    inverse = torch.argsort(row_orders, dim=1)
-    labels = canonicalize(actions.repeat(r, 1).gather(1, inverse))  # caller's point order
-    subset = torch.zeros((r * rows, n), dtype=torch.bool)
-    subset[torch.arange(r * rows), steps_of.repeat(r)] = True
-    encodings = policy.encode_points(net, x[None])
-    enc = policy.Encodings(encodings.h.expand(r * rows, -1, -1), encodings.u.expand(r * rows, -1, -1))
-    steps = policy.teacher_force(net, None, labels, None, row_orders, encodings=enc, step_subset=subset)
-    energies = steps.energies.double().reshape(r, rows, n, -1)
-    valid = steps.candidate_mask.reshape(r, rows, n, -1)
-    out, start = [torch.zeros((r, 1, 1), dtype=torch.float64)], 0
-    for t, p in enumerate(prefixes, 1):
-        e = energies[:, start:start + p.shape[0], t, : t + 1]
-        m = valid[:, start:start + p.shape[0], t, : t + 1]
-        out.append(torch.log_softmax(torch.where(m, -e, -math.inf), dim=-1))
-        start += p.shape[0]
-    return out
+def _subset_tables(net: EnergyNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W_G g(H_S)`` and ``W_U U_S`` for every subset ``S`` of the points (bit ``i`` of the
+    index = point ``i``): ``(2^N, hidden)`` each. ``H_S`` and ``U_S`` sum ``h`` and ``u`` over
+    ``S`` (Eqs. 12 and 14 in [1]); ``g`` is evaluated once per subset, whatever the orders."""
+    n = x.shape[0]
+    bits = (torch.arange(2**n).unsqueeze(-1) >> torch.arange(n)) & 1  # (2^N, N)
+    h, u = net.encode(x)
+    heads = net.fused_heads()
+    members = bits.to(h.dtype)
+    project_g = heads.project(members @ h)
+    project_u = torch.zeros_like(project_g) if net.config.online else nn.functional.linear(members @ u, heads.weight_u)
+    if heads.bias_f is not None:
+        project_u = project_u + heads.bias_f
+    return project_g, project_u
+
+
+def _state_energies(heads, project_g: torch.Tensor, project_u: torch.Tensor, states: torch.Tensor,
+                    bits: torch.Tensor, remaining: int) -> torch.Tensor:
+    """Energies ``(P,)`` (Eq. 15 in [1]) of the states ``(P, m)``: canonical labels of the points
+    whose bits are ``bits`` ``(m,)``, with the points of bitmask ``remaining`` unassigned. Each
+    is ``f`` of ``sum_k W_G g(H_k) + W_U U + b``, read from :func:`_subset_tables`."""
+    m = states.shape[1]
+    table = torch.cat([torch.zeros_like(project_g[:1]), project_g[1:]])  # the empty set adds nothing
+    first = project_u[remaining]
+    parts = []
+    for block in states.split(_CHUNK_ROWS):
+        clusters = torch.zeros((block.shape[0], m), dtype=torch.long).scatter_add_(1, block, bits.expand(block.shape[0], m))
+        G = nn.functional.embedding_bag(clusters, table, mode="sum")  # sum_k W_G g(H_k)
+        parts.append(heads.energy(G + first).double())
+    return torch.cat(parts)
+
+
+def _partition_keys(states: torch.Tensor, points: torch.Tensor, n: int) -> torch.Tensor:
+    """An integer key ``(P,)`` of each partition of ``0..n-1``, whatever the labelling: row ``j``
+    of ``states`` ``(P, n)`` gives the cluster label of point ``points[j]``; the key lists, for
+    every point, the smallest point of its cluster (base-``n`` digits)."""
+    bits = (1 << points).expand(states.shape[0], n)
+    clusters = torch.zeros_like(states).scatter_add_(1, states, bits)
+    lowest = (clusters & -clusters).double().log2().round().long()  # smallest point per cluster
+    smallest = torch.empty_like(states).scatter_(1, points.expand_as(states), lowest.gather(1, states))
+    weights = n ** torch.arange(n - 1, -1, -1)
+    return (smallest * weights).sum(-1)
+
+
+def _segment_logsumexp(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """``logsumexp`` of ``values`` ``(P,)`` within each group (``groups`` ``(P,)`` in
+    ``0..num_groups-1``, none empty): ``(num_groups,)``."""
+    top = torch.full((num_groups,), -math.inf, dtype=values.dtype).scatter_reduce(0, groups, values, "amax")
+    total = torch.zeros_like(top).index_add_(0, groups, (values - top[groups]).exp())
+    return top + total.log()
 
 
 def policy_log_q(net: EnergyNet, x: torch.Tensor, labels: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     """``log q(c | x, rho)`` (Eq. 30 without the order factor) of every partition (rows of
     ``labels`` ``(P, N)``, canonical in the points' order) along every order (rows of ``orders``
-    ``(R, N)``): ``(R, P)``, float64. Along ``rho`` the actions are ``canonicalize(c[rho])``."""
-    n = x.shape[0]
+    ``(R, N)``): ``(R, P)``, float64. Along ``rho`` the actions are ``canonicalize(c[rho])``.
+
+    A state after ``m`` steps along ``rho`` is a partition of the points ``rho[:m]``; the policy
+    is ``P(child | state) = softmax over the children of -E`` (see :mod:`gfncp_pyro.policy`). The
+    states of step ``m`` along ``rho`` are :func:`enumerate_partitions(m) <enumerate_partitions>`
+    (lexicographic, so the children of a state are consecutive and their parent's index is the
+    count of labels ``a_m = 0`` so far, minus one): their energies are computed once each, with
+    ``g`` read from a table over the ``2^N`` subsets, and the terminal states (every partition of
+    all points) are shared by all orders. ``R * sum_{m<N} Bell(m) + Bell(N)`` evaluations of
+    ``f``'s tail, no teacher forcing. Tested against :func:`gfncp_pyro.policy.log_prob`."""
+    n, r = x.shape[0], orders.shape[0]
     dtype = next(net.parameters()).dtype
-    out = torch.zeros((orders.shape[0], labels.shape[0]), dtype=torch.float64)
+    out = torch.zeros((r, labels.shape[0]), dtype=torch.float64)
+    if n == 1:
+        return out
     with torch.no_grad():
-        conditionals = _prefix_conditionals(net, x.to(dtype), orders)
-        for r, order in enumerate(orders):
-            actions = canonicalize(labels[:, order])
-            for t in range(1, n):
-                prefix_codes = partition_codes(enumerate_partitions(t))
-                row = torch.searchsorted(prefix_codes, partition_codes(actions[:, :t]))
-                out[r] += conditionals[t][r, row, actions[:, t]]
+        project_g, project_u = _subset_tables(net, x.to(dtype))
+        heads = net.fused_heads()
+        terminal = enumerate_partitions(n)
+        points = torch.arange(n)
+        terminal_keys, terminal_index = _partition_keys(terminal, points, n).sort()
+        terminal_energy = _state_energies(heads, project_g, project_u, terminal, 1 << points, 0)[terminal_index]
+        levels = [enumerate_partitions(m) for m in range(1, n + 1)]
+        groups = [(level[:, -1] == 0).long().cumsum(0) - 1 for level in levels]
+        wanted = _partition_keys(labels, points, n)
+        for i, order in enumerate(orders):
+            bits = 1 << order
+            log_q = torch.zeros(1, dtype=torch.float64)  # the one state after step 1
+            for m in range(2, n + 1):
+                if m < n:
+                    energy = _state_energies(heads, project_g, project_u, levels[m - 1], bits[:m],
+                                             int(bits[m:].sum()))
+                else:  # terminal states along the order -> the shared table
+                    keys = _partition_keys(levels[-1], order, n)
+                    energy = terminal_energy[torch.searchsorted(terminal_keys, keys)]
+                parent = groups[m - 1]
+                log_z = _segment_logsumexp(-energy, parent, levels[m - 2].shape[0])
+                log_q = log_q[parent] - energy - log_z[parent]
+            along = _partition_keys(levels[-1], order, n)
+            order_keys, order_index = along.sort()
+            out[i] = log_q[order_index[torch.searchsorted(order_keys, wanted)]]
     return out
 
 

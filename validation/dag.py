@@ -8,6 +8,13 @@ first action samples ``rho`` (``N!`` branches); each further action assigns the 
 ``N! * Bell(n)`` states at depth ``n < N``, ``Bell(N)`` terminal states, ``N!`` incoming edges
 (trajectories) per terminal state, and one trajectory from ``s0`` per (order, terminal) pair.
 
+With ``--checkpoint SPEC`` (a path or ``pretrained:NAME:OBJECTIVE``; ``N <= 4``) the DAG of a
+data set (``--data FILE`` with points ``(N, D)``, else ``N`` points drawn from the checkpoint's
+CRP mixture with ``--seed``) carries the model's policy, flows and flow-matching residuals
+(``--flow``, default the checkpoint's), verified by :mod:`validation.dag_policy`; it prints the
+residuals and, per terminal state, the spread of ``q(c | x, rho)`` over the orders (zero for
+an order-consistent model).
+
 References
 ----------
 [1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import sys
 from pathlib import Path
@@ -25,11 +33,18 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from gfncp_pyro.cli import UserError, read_points, resolve_model
+from gfncp_pyro.losses import FLOWS
+from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.nn import EnergyNet
 from gfncp_pyro.partitions import bell_number, canonicalize
+from validation.dag_policy import MAX_POLICY_N, policy_dag
 
-__all__ = ["build_dag", "verify_dag", "draw_dag", "main"]
+__all__ = ["MAX_DAG_N", "build_dag", "verify_dag", "draw_dag", "main"]
 
 MAX_DAG_N = 5
+MAX_LABELLED_FAN_IN = 60
+"""More edges into terminal states than this (N = 4: 360) are too steep to label legibly."""
 
 
 def _terminal_name(labels: tuple[int, ...]) -> str:
@@ -37,6 +52,10 @@ def _terminal_name(labels: tuple[int, ...]) -> str:
     for point, label in enumerate(labels):
         blocks.setdefault(label, []).append(point)
     return "|".join("".join(str(i + 1) for i in b) for b in blocks.values())
+
+
+def _partial_name(order: tuple[int, ...], labels) -> str:
+    return f"{''.join(str(i + 1) for i in order)}:{''.join(map(str, labels))}"
 
 
 def build_dag(n: int) -> nx.DiGraph:
@@ -61,7 +80,7 @@ def build_dag(n: int) -> nx.DiGraph:
                 for k in choices:
                     new = labels + (k,)
                     if depth < n:
-                        node = f"{''.join(str(i + 1) for i in order)}:{''.join(map(str, new))}"
+                        node = _partial_name(order, new)
                         dag.add_node(node, depth=depth, kind="partial", order=order, labels=new, label=node)
                     else:
                         assignment = [0] * n
@@ -118,40 +137,123 @@ def verify_dag(dag: nx.DiGraph, n: int) -> dict:
     }
 
 
+def _layout(dag: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Depth left to right; the tree of non-terminal states drawn without crossings (each
+    state centred on its children), terminal states spread evenly, sorted by their parents."""
+    pos: dict[str, tuple[float, float]] = {}
+    leaves = 0
+
+    def place(node: str) -> float:
+        nonlocal leaves
+        children = sorted((v for v in dag.successors(node) if dag.nodes[v]["kind"] == "partial"),
+                          key=lambda v: dag.edges[node, v]["action"])
+        if children:
+            y = sum(place(v) for v in children) / len(children)
+        else:
+            y, leaves = float(leaves), leaves + 1
+        pos[node] = (float(dag.nodes[node]["depth"]), -y)
+        return y
+
+    place("s0")
+    terminals = [v for v, d in dag.nodes(data=True) if d["kind"] == "terminal"]
+    terminals.sort(key=lambda v: sum(-pos[p][1] for p in dag.predecessors(v)) / dag.in_degree(v))
+    spacing = (leaves - 1) / max(len(terminals) - 1, 1)
+    offset = (leaves - 1) / 2 if len(terminals) == 1 else 0.0
+    for i, node in enumerate(terminals):
+        pos[node] = (float(dag.nodes[node]["depth"]), -(offset + i * spacing))
+    return pos
+
+
 def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
-    """Draw the DAG in layers (depth left to right) and save it as a PNG."""
+    """Draw the DAG in layers (depth left to right) and save it as a PNG.
+
+    On a DAG from :func:`validation.dag_policy.annotate_dag` the edges carry their
+    probabilities (2 decimals), partial states are coloured by their residual (colour bar) and
+    print it, and terminal states print ``q`` averaged over the orders.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
 
-    pos = nx.multipartite_layout(dag, subset_key="depth", align="vertical")
-    pos = {k: (x, -y) for k, (x, y) in pos.items()}
-    n_nodes = dag.number_of_nodes()
-    fig, ax = plt.subplots(figsize=(12, max(6, 0.22 * n_nodes ** 0.9)))
+    pos = _layout(dag)
+    rows = 1 + max(-y for _, y in pos.values())  # states in the deepest non-terminal layer
+    fan_in = sum(dag.in_degree(v) for v, d in dag.nodes(data=True) if d["kind"] == "terminal")
+    label_fan_in = "prob" in next(iter(dag.edges.values()), {}) and fan_in <= MAX_LABELLED_FAN_IN
+    fig, ax = plt.subplots(figsize=(12, max(6.0, (0.7 if label_fan_in else 0.4) * rows)))
+    residuals = nx.get_node_attributes(dag, "residual")
     colors = {"initial": "#4c72b0", "partial": "#dddddd", "terminal": "#dd8452"}
-    nx.draw_networkx_edges(dag, pos, ax=ax, alpha=0.35, arrows=True, arrowsize=6, width=0.7)
-    nx.draw_networkx_nodes(
-        dag, pos, ax=ax, node_size=260, node_color=[colors[d["kind"]] for _, d in dag.nodes(data=True)]
-    )
-    nx.draw_networkx_labels(dag, pos, ax=ax, labels=nx.get_node_attributes(dag, "label"), font_size=6)
-    edge_labels = nx.get_edge_attributes(dag, "prob")
-    if edge_labels:
-        nx.draw_networkx_edge_labels(
-            dag, pos, ax=ax, edge_labels={e: f"{p:.2f}" for e, p in edge_labels.items()}, font_size=5
-        )
-    ax.set_title(title or f"Sequential clustering DAG, N = {max(d['depth'] for _, d in dag.nodes(data=True))}")
+    if residuals:  # keep blue and red for the residuals' colour map
+        colors.update(initial="#f2c14e", terminal="#8cc084")
+    node_colors = [colors[d["kind"]] for _, d in dag.nodes(data=True)]
+    labels = nx.get_node_attributes(dag, "label")
+    if residuals:
+        bound = max(max(abs(r) for r in residuals.values()), 1e-12)
+        cmap, norm = plt.get_cmap("coolwarm"), TwoSlopeNorm(0.0, -bound, bound)
+        node_colors = [cmap(norm(d["residual"])) if "residual" in d else c
+                       for (_, d), c in zip(dag.nodes(data=True), node_colors)]
+        labels = {v: f"{labels[v]}\nr={residuals[v]:+.3f}" if v in residuals else labels[v] for v in dag}
+        labels.update({v: f"{d['label']}\nq={d['q_mean']:.3f}" for v, d in dag.nodes(data=True) if "q_mean" in d})
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm, cmap), ax=ax, fraction=0.025, pad=0.01)
+        bar.set_label("flow-matching residual r(s) (Eq. 24)", fontsize=8)
+    node_size = 600 if residuals else 260
+    nx.draw_networkx_edges(dag, pos, ax=ax, alpha=0.35, arrows=True, arrowsize=6, width=0.7, node_size=node_size)
+    nx.draw_networkx_nodes(dag, pos, ax=ax, node_size=node_size, node_color=node_colors)
+    dark = {v for v, c in zip(dag, node_colors) if _luminance(c) < 0.45}
+    for group, font_color in ((set(dag) - dark, "black"), (dark, "white")):
+        nx.draw_networkx_labels(dag, pos, ax=ax, labels={v: labels[v] for v in group},
+                                font_size=5 if residuals else 6, font_color=font_color)
+    title = title or f"Sequential clustering DAG, N = {max(d['depth'] for _, d in dag.nodes(data=True))}"
+    if "prob" in next(iter(dag.edges.values()), {}) and not label_fan_in:
+        title += f"\n(the probabilities of the {fan_in} edges into terminal states are in the GraphML)"
+    ax.set_title(title)
+    ax.set_ylim(-rows + 0.4, 0.6)
     ax.set_axis_off()
     for kind, color in colors.items():
-        ax.scatter([], [], c=color, label=f"{kind} state")
+        ax.scatter([], [], c=color, label=f"{kind} state" + (" (colour: r)" if residuals and kind == "partial" else ""))
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
+    _draw_edge_probabilities(ax, dag, pos, label_fan_in)
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
+def _luminance(color) -> float:
+    from matplotlib.colors import to_rgb
+
+    red, green, blue = to_rgb(color)
+    return 0.299 * red + 0.587 * green + 0.114 * blue
+
+
+def _draw_edge_probabilities(ax, dag: nx.DiGraph, pos: dict[str, tuple[float, float]], fan_in: bool) -> None:
+    """Edge attribute ``prob`` (2 decimals) written along each edge, 30% of the way from its
+    source; on the crowded edges into terminal states (if ``fan_in``) 30, 50 or 70 points from
+    the source, staggered by the edges' angles so that labels of nearly parallel edges do not
+    overlap."""
+    to_display = ax.transData
+    points = ax.figure.dpi / 72.0
+    for u in dag:
+        edges = []
+        for v in dag.successors(u):
+            if "prob" in dag.edges[u, v]:
+                (x0, y0), (x1, y1) = to_display.transform([pos[u], pos[v]])
+                edges.append((math.atan2(y1 - y0, x1 - x0), v, x0, y0, x1, y1))
+        for rank, (angle, v, x0, y0, x1, y1) in enumerate(sorted(edges)):
+            if dag.nodes[v]["kind"] == "terminal" and not fan_in:
+                continue
+            if dag.nodes[v]["kind"] == "terminal":
+                step = (30.0 + 20.0 * (rank % 3)) * points / math.hypot(x1 - x0, y1 - y0)
+            else:
+                step = 0.3
+            x, y = to_display.inverted().transform((x0 + step * (x1 - x0), y0 + step * (y1 - y0)))
+            ax.text(x, y, f"{dag.edges[u, v]['prob']:.2f}", fontsize=5, ha="center", va="center",
+                    rotation=math.degrees(angle), rotation_mode="anchor",
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+
+
 def _graphml_ready(dag: nx.DiGraph) -> nx.DiGraph:
-    out = nx.DiGraph()
+    out = nx.DiGraph(**dag.graph)
     for node, data in dag.nodes(data=True):
         out.add_node(node, **{k: (str(v) if isinstance(v, tuple) else v) for k, v in data.items()})
     for u, v, data in dag.edges(data=True):
@@ -159,28 +261,103 @@ def _graphml_ready(dag: nx.DiGraph) -> nx.DiGraph:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validation.dag", description=__doc__.splitlines()[0])
-    parser.add_argument("--N", type=int, default=3, help=f"number of points (1..{MAX_DAG_N})")
-    parser.add_argument("--out", type=Path, default=Path("out/dag"), help="output directory")
-    args = parser.parse_args(argv)
-    try:
-        dag = build_dag(args.N)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    counts = verify_dag(dag, args.N)
+def _checkpoint_points(args) -> tuple[EnergyNet, torch.Tensor, str]:
+    """The network, the points ``(N, D)`` in its dtype and device, and the default flow."""
+    net, config = resolve_model(args.checkpoint)
+    if len(net.point_shape) != 1:
+        raise UserError(f"{args.checkpoint} clusters points of shape {net.point_shape}; the DAG needs a model "
+                        "of vector points (N, D)")
+    if args.float64:
+        net = net.double()
+    param = next(net.parameters())
+    if args.data is not None:
+        points = read_points(args.data)
+        if points.shape[1] != config.dim:
+            raise UserError(f"{args.data} has points of dimension {points.shape[1]}, but the model was trained on "
+                            f"dimension {config.dim}")
+        if args.N is not None and args.N != points.shape[0]:
+            raise UserError(f"--N {args.N} disagrees with the {points.shape[0]} points of {args.data}; drop --N")
+        if not 1 <= points.shape[0] <= MAX_POLICY_N:
+            raise UserError(f"{args.data} has N={points.shape[0]} points; --checkpoint needs 1 <= N <= "
+                            f"{MAX_POLICY_N} (N! * Bell(N) trajectories)")
+        x = torch.as_tensor(points, dtype=param.dtype, device=param.device)
+    else:
+        n = 3 if args.N is None else args.N
+        if not 1 <= n <= MAX_POLICY_N:
+            raise UserError(f"--N must be between 1 and {MAX_POLICY_N} with --checkpoint (N! * Bell(N) "
+                            f"trajectories), got {n}")
+        generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
+        mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+        x = mixture.sample_batch(torch.tensor([n]), generator=generator, dtype=param.dtype).x[0].to(param.device)
+    return net, x, config.flow
+
+
+def _run(args) -> int:
+    if args.checkpoint is None:
+        extra = [flag for flag in ("data", "seed", "flow") if getattr(args, flag) is not None]
+        extra += ["float64"] if args.float64 else []
+        if extra:
+            raise UserError(f"--{', --'.join(extra)} need --checkpoint SPEC")
+        n = 3 if args.N is None else args.N
+        dag = build_dag(n)
+        stem = f"dag_N{n}"
+    else:
+        net, x, default_flow = _checkpoint_points(args)
+        n, flow = x.shape[0], args.flow or default_flow
+        dag = build_dag(n)
+        summary = policy_dag(dag, net, x, flow)
+        dag.graph.update(checkpoint=args.checkpoint, flow=flow, points=json.dumps(x.tolist()))
+        stem = f"dag_N{n}_policy"
+    counts = verify_dag(dag, n)
     args.out.mkdir(parents=True, exist_ok=True)
-    png, graphml = args.out / f"dag_N{args.N}.png", args.out / f"dag_N{args.N}.graphml"
-    draw_dag(dag, png)
-    nx.write_graphml(_graphml_ready(dag), graphml)
+    png, graphml = args.out / f"{stem}.png", args.out / f"{stem}.graphml"
     print(
-        f"DAG for N={args.N}: {dag.number_of_nodes()} states, {dag.number_of_edges()} edges; "
+        f"DAG for N={n}: {dag.number_of_nodes()} states, {dag.number_of_edges()} edges; "
         f"states per depth {counts['states_per_depth']}; {counts['terminal_states']} terminal states "
-        f"(Bell({args.N})), each reached by N! = {math.factorial(args.N)} trajectories: verified."
+        f"(Bell({n})), each reached by N! = {math.factorial(n)} trajectories: verified."
     )
+    if args.checkpoint is not None:
+        title = f"Policy of {args.checkpoint} on {n} points, residuals for flow = {flow}"
+        print(
+            f"policy of {args.checkpoint}: outgoing probabilities sum to 1 (max error "
+            f"{summary['prob_sum_error']:.1e}); edge products = exp(policy.log_prob_orders) (max error "
+            f"{summary['trajectory_error']:.1e}); sum over terminals of q averaged over orders = "
+            f"{summary['total_probability']:.8f}: verified to {summary['atol']:.1e}.\n"
+            f"flow-matching residuals (Eq. 24, flow={flow}) of {summary['states_with_residual']} states: "
+            f"max |r| = {summary['max_abs_residual']:.4g}, mean |r| = {summary['mean_abs_residual']:.4g}\n"
+            f"{'terminal':<10} {'mean_rho q':>10} {'max |q_rho - mean|':>19}"
+        )
+        for name, (q_mean, q_dev) in summary["terminals"].items():
+            print(f"{name:<10} {q_mean:>10.4f} {q_dev:>19.2e}")
+    else:
+        title = ""
+    draw_dag(dag, png, title)
+    nx.write_graphml(_graphml_ready(dag), graphml)
     print(f"wrote {png} and {graphml}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m validation.dag", description=__doc__.splitlines()[0])
+    parser.add_argument("--N", type=int, default=None,
+                        help=f"number of points (1..{MAX_DAG_N}, 1..{MAX_POLICY_N} with --checkpoint; default 3, "
+                             "or the points of --data)")
+    parser.add_argument("--out", type=Path, default=Path("out/dag"), help="output directory")
+    parser.add_argument("--checkpoint", default=None,
+                        help="label the DAG with this model's policy: a path or pretrained:NAME:OBJECTIVE")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="points (N, D) (.npy or .csv) for --checkpoint; default: drawn from its CRP mixture")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the drawn points (default 0)")
+    parser.add_argument("--flow", choices=FLOWS, default=None,
+                        help="flow parametrisation of the residuals (default: the checkpoint's)")
+    parser.add_argument("--float64", action="store_true",
+                        help="evaluate the checkpoint's network in float64 (checks to ~1e-9)")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (UserError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

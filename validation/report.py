@@ -72,6 +72,9 @@ def _models(args, mixture_args: dict) -> dict:
         for key, value in mixture_args.items():
             if value is None:
                 mixture_args[key] = getattr(config, key)
+        if config.data != "mog":
+            raise UserError(f"{name} checkpoint {spec} was trained on {config.data}; the exact validation needs a "
+                            "Gaussian-mixture model (e.g. pretrained:mog2d-small:gfncp)")
         if config.dim != 2:
             raise UserError(f"{name} checkpoint {spec} was trained for dimension {config.dim}, the validation uses 2")
         trained = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x}
