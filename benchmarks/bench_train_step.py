@@ -180,7 +180,8 @@ def main() -> None:
             if objective == "gfncp":
                 sample = f"sample {statistics.median(samples[1:]):5.2f} s"
             lines.append(f"{name:<17} {seconds:5.2f} s (min {min(wall):5.2f}, max {max(wall):5.2f},"
-                         f" cpu {statistics.median(cpu):5.2f})  {iteration.flops / 1e9:5.1f} GFLOP "
+                         f" cpu {statistics.median(cpu):5.2f})  {BATCH / seconds:6.1f} sets/s "
+                         f"{BATCH * N / seconds:7.0f} points/s  {iteration.flops / 1e9:5.1f} GFLOP "
                          f"{rate:5.1f} GFLOP/s  {sample}")
         a, w = torch.randn(80_000, 128), torch.randn(128, 128)
         seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])

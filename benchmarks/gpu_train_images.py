@@ -18,8 +18,8 @@ what is left of ``--budget-s`` (counted from the start of :func:`main`); cases a
 is spent are reported as skipped. On CUDA the lines are appended to
 ``results/gpu_train_images.md``.
 
-Without CUDA (or with ``--cpu-smoke``) a tiny, clearly labelled CPU smoke run (fp32 only, 2
-iterations, batch 2, N in [4, 8], M = 256) checks that the script works; it prints its lines and
+Without CUDA (or with ``--cpu-smoke``) a tiny, clearly labelled CPU smoke run (fp32 only, one
+thread, 2 iterations, batch 2, N in [4, 8], M = 256) checks that the script works; it prints its lines and
 records nothing.
 
 Run: ``python benchmarks/gpu_train_images.py [--data DIR] [--iterations 10] [--warmup 3] [--budget-s 480]``
@@ -96,7 +96,7 @@ def train_case(name: str, data_path: Path, out_dir: Path, iterations: int, warmu
         done += 1
     synchronize(device)
     elapsed = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a"
     sets = done * config.batch_size
     points = sets * (config.n_min + config.n_max) / 2
     unit = "images" if config.data == "images" else "vectors"
@@ -104,7 +104,7 @@ def train_case(name: str, data_path: Path, out_dir: Path, iterations: int, warmu
     return (f"{name:<10} {config.objective:<5} bf16={str(trainer.bf16):<5} mc_steps={str(config.mc_steps):<4} "
             f"B={config.batch_size} N=[{config.n_min},{config.n_max}]: {done} it in {elapsed:.2f} s, "
             f"{done / elapsed:7.3f} it/s {sets / elapsed:8.1f} sets/s {points / elapsed:10.0f} {unit}/s (expected) "
-            f"peak GPU {peak:.2f} GiB{stopped}")
+            f"peak GPU {peak}{stopped}")
 
 
 def augment_case(data_path: Path, count: int, device: torch.device, repeats: int) -> str:
@@ -140,17 +140,20 @@ def main(argv: list[str] | None = None) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.data.exists():
-            data, source = args.data, f"{args.data}"
+            data, source = args.data, str(args.data)
         else:
             data = synthetic_images(tmp)
             source = f"SYNTHETIC random pool of {POOL_SIZE:,} 28x28 images, {CLASSES} classes ({args.data} is missing)"
         embeddings = synthetic_embeddings(tmp)
         if smoke:
-            lines = ["CPU SMOKE RUN (no CUDA or --cpu-smoke): tiny sets, fp32 only, not a benchmark, nothing recorded"]
+            torch.set_num_threads(1)  # tiny tensors: more threads only contend on a shared machine
+            lines = ["CPU SMOKE RUN (no CUDA or --cpu-smoke): tiny sets, fp32 only, one thread, not a benchmark, "
+                     "nothing recorded"]
             iterations, warmup, count, mc_steps, precisions = 2, 1, 256, 4, (False,)
             sizes = {"batch_size": 2, "n_min": 4, "n_max": 8}
         else:
-            lines = [f"CUDA, {args.iterations} timed iterations after {args.warmup} warm-up, budget {args.budget_s:.0f} s"]
+            lines = [f"CUDA, {args.iterations} timed iterations after {args.warmup} warm-up per training case, "
+                     f"budget {args.budget_s:.0f} s"]
             iterations, warmup, count, mc_steps, precisions = args.iterations, args.warmup, 65_536, 64, (False, True)
             sizes = {}
         lines += [f"images: {source}, split index:0:5000",

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -178,6 +180,7 @@ class Trainer:
         last = self.out_dir / "last.pt"
         if resume:
             self._restore(load_checkpoint(last, map_location=self.device))
+            self._truncate_log()
         elif last.exists():
             raise ValueError(
                 f"{self.out_dir} already holds a run (last.pt); pass resume=True (--resume) to continue it "
@@ -237,6 +240,15 @@ class Trainer:
         self.net.train()
         return total / count
 
+    def _truncate_log(self) -> None:
+        """Drop the metrics logged after the step a resumed run restarts from (they are
+        recomputed identically), so ``metrics.jsonl`` holds each step once."""
+        path = self.out_dir / "metrics.jsonl"
+        if self.rank != 0 or not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        path.write_text("".join(line + "\n" for line in kept))
+
     def _log(self, record: dict) -> None:
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,14 +285,16 @@ class Trainer:
 
     def fit(self, until: int | None = None) -> dict:
         """Train up to ``until`` iterations (default: ``config.iterations``); checkpoint and
-        validate every ``val_every`` iterations; a KeyboardInterrupt saves ``last.pt`` first."""
+        validate every ``val_every`` iterations. Ctrl-C or SIGTERM (a scheduler, ``kill``) stops
+        after the current iteration: ``last.pt`` is saved, then ``KeyboardInterrupt`` is raised; a
+        second signal stops at once, keeping the last periodic checkpoint."""
         config = self.config
         until = config.iterations if until is None else min(until, config.iterations)
         self.net.train()
         bar = tqdm(total=config.iterations, initial=self.step, disable=not self.progress, desc=config.objective,
                    dynamic_ncols=True)
         start = time.perf_counter()
-        try:
+        with _StopRequests() as stop:
             while self.step < until:
                 record = self.train_step()
                 bar.update(1)
@@ -296,14 +310,42 @@ class Trainer:
                 record.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
                               elapsed_s=round(time.perf_counter() - start, 3))
                 self._log(record)
-        except KeyboardInterrupt:
-            self.save("last.pt")
-            bar.close()
-            raise
+                if stop.requested is not None:
+                    self.save("last.pt")
+                    bar.close()
+                    raise KeyboardInterrupt(f"stopped by signal {stop.requested} after iteration {self.step}; "
+                                            f"{self.out_dir / 'last.pt'} saved, continue with --resume")
         bar.close()
         if self.step == until:
             self.save("last.pt")
         return {"step": self.step, "best_val": self.best_val}
+
+
+class _StopRequests:
+    """SIGINT / SIGTERM handlers (main thread only) that ask the training loop to stop after the
+    current iteration is logged, so the saved state and ``metrics.jsonl`` agree; a second signal
+    interrupts at once. Restores the previous handlers on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = None
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            raise KeyboardInterrupt(f"signal {signum} (second)")
+        self.requested = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        return False
 
 
 def init_distributed() -> bool:

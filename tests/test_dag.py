@@ -17,15 +17,13 @@ from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.nn import EnergyNet, EnergyNetConfig
 from gfncp_pyro.partitions import bell_number, lengths_to_mask, sample_uniform_partitions
-from validation.dag import (
+from validation.dag import build_dag, main, verify_dag
+from validation.dag_policy import (
     all_trajectories,
     annotate_dag,
-    build_dag,
     check_policy_dag,
     flow_residuals,
-    main,
     policy_dag,
-    verify_dag,
 )
 
 
@@ -76,7 +74,9 @@ def _slow_flow_residuals(steps: policy.StepEnergies, flow: str):
         for t in range(n):
             energies = [float(steps.energies[b, t, k]) for k in range(steps.energies.shape[2])
                         if steps.candidate_mask[b, t, k]]
-            if flow == "paper" and t == 0:
+            # Ehat: 0 at the first state and E - min in between; a terminal state's flow is
+            # its reward exp(-E) under both flows (Eq. 22 in [1]), also for N = 1.
+            if flow == "paper" and t == 0 < n - 1:
                 energies = [0.0 for _ in energies]
             elif flow == "paper" and t < n - 1:
                 energies = [e - min(energies) for e in energies]
@@ -146,7 +146,9 @@ def _trajectory_products(dag: nx.DiGraph) -> dict[tuple, float]:
 @torch.no_grad()
 def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
     net, config, x = _pretrained_points(3)
-    dag, summary = policy_dag(net, x, config.flow)
+    dag = build_dag(3)
+    summary = policy_dag(dag, net, x, config.flow)
+    verify_dag(dag, 3)  # annotating leaves the structure alone
     for node, data in dag.nodes(data=True):
         if data["kind"] != "terminal":
             total = sum(e["prob"] for _, _, e in dag.out_edges(node, data=True))
@@ -163,7 +165,7 @@ def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
     path = ["312:0", "312:01"]
     assert abs(sum(dag.nodes[v]["residual"] ** 2 for v in path) - mc) < 1e-4 * max(1.0, mc)
     # In float64 every check holds to 1e-9.
-    _, exact = policy_dag(net.double(), x.double(), config.flow)
+    exact = policy_dag(build_dag(3), net.double(), x.double(), config.flow)
     assert exact["atol"] < 2e-9
     assert max(exact["prob_sum_error"], exact["trajectory_error"], abs(exact["total_probability"] - 1)) < 1e-9
 
@@ -171,7 +173,8 @@ def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
 @torch.no_grad()
 def test_check_policy_dag_detects_a_wrong_probability():
     net, config, x = _pretrained_points(3)
-    dag, summary = policy_dag(net, x, config.flow)
+    dag = build_dag(3)
+    policy_dag(dag, net, x, config.flow)
     orders, labels = all_trajectories(3)
     reference = torch.cat([policy.log_prob_orders(net, x, labels[i], orders[i:i + 6]) for i in range(0, 30, 6)])
     dag.edges["123:01", "13|2"]["prob"] += 0.01
@@ -180,6 +183,26 @@ def test_check_policy_dag_detects_a_wrong_probability():
     dag.edges["123:01", "1|2|3"]["prob"] -= 0.01  # sums fixed, two trajectories now wrong
     with pytest.raises(AssertionError, match="trajectory 123:01"):
         check_policy_dag(dag, orders, labels, reference, 1e-4)
+
+
+def test_policy_dag_rejects_bad_input():
+    net = _tiny_net()
+    with pytest.raises(ValueError, match="build_dag\\(3\\)"):
+        policy_dag(build_dag(2), net, torch.randn(3, 2, dtype=torch.float64), "consistent")
+    with pytest.raises(ValueError, match="N=5 points"):
+        policy_dag(build_dag(5), net, torch.randn(5, 2, dtype=torch.float64), "consistent")
+    with pytest.raises(ValueError, match="one set"):
+        policy_dag(build_dag(3), net, torch.randn(1, 3, 2, dtype=torch.float64), "consistent")
+
+
+@pytest.mark.parametrize("flow", ["consistent", "paper"])
+def test_policy_dag_of_one_point(flow):
+    net, x = _tiny_net(), torch.randn(1, 2, dtype=torch.float64)
+    dag = build_dag(1)
+    summary = policy_dag(dag, net, x, flow)
+    assert summary["states_with_residual"] == 0 and summary["total_probability"] == 1.0
+    reward = float(policy.partition_energy(net, x[None], torch.tensor([[0]])).detach())
+    assert abs(dag.nodes["1"]["log_flow"] + reward) < 1e-12  # log F(z) = -E[c_{1:N}] for both flows
 
 
 def test_oracle_energy_has_zero_consistent_residuals():

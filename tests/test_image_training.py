@@ -151,3 +151,17 @@ def test_evaluate_cli_compares_image_models_and_draws_figures(tmp_path, capsys):
     # a moved data file: one clear line, exit status 2
     assert main(["evaluate", runs[0], "--data", str(tmp_path / "missing.npz"), "--sets", "2", "--no-progress"]) == 2
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_train_cli_bad_data_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "mnist-cpu", "--data", str(tmp_path), "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "idx" in err.lower()
+    assert main(["train", "--preset", "mnist-cpu", "--out", out, "--no-progress"]) == 2
+    assert "--data" in capsys.readouterr().err
+    features = tmp_path / "f.npz"
+    np.savez(features, features=np.zeros((5, 384), np.float32), labels=np.zeros(4, np.int64))
+    assert main(["train", "--preset", "embeddings-cpu", "--data", str(features), "--out", out, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "5" in err and "4" in err

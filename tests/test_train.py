@@ -209,3 +209,33 @@ def test_step_subsampled_training_runs(tmp_path, flow, reward):
     trainer = Trainer(tiny(iterations=2, mc_steps=2, flow=flow, reward=reward), tmp_path, progress=False)
     record = trainer.train_step()
     assert math.isfinite(record["loss"]) and math.isfinite(record["mc"])
+
+
+def test_sigterm_saves_last_checkpoint_and_the_resumed_log_has_each_step_once(tmp_path):
+    import json
+    import signal
+
+    config = tiny(iterations=8, val_every=3)
+    trainer = Trainer(config, tmp_path, progress=False)
+    step = trainer.train_step
+
+    def step_then_terminate():
+        record = step()
+        if trainer.step == 5:  # mid-iteration: the loop finishes and logs step 5, then stops
+            os.kill(os.getpid(), signal.SIGTERM)
+        return record
+
+    trainer.train_step = step_then_terminate
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 5
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    # a run killed hard between checkpoints logged steps 4-5 beyond last.pt's step 3: they are
+    # dropped on resume and recomputed
+    state = load_checkpoint(tmp_path / "best.pt")
+    assert state["step"] == 3
+    save_checkpoint(tmp_path / "last.pt", state)
+    resumed = Trainer(config, tmp_path, resume=True, progress=False)
+    resumed.fit()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))

@@ -282,6 +282,9 @@ def _checkpoint_points(args) -> tuple[EnergyNet, torch.Tensor, str]:
                             f"{MAX_POLICY_N} (N! * Bell(N) trajectories)")
         x = torch.as_tensor(points, dtype=param.dtype, device=param.device)
     else:
+        if config.data != "mog":
+            raise UserError(f"{args.checkpoint} was trained on {config.data}, not on the Gaussian mixture; pass its "
+                            "points with --data FILE")
         n = 3 if args.N is None else args.N
         if not 1 <= n <= MAX_POLICY_N:
             raise UserError(f"--N must be between 1 and {MAX_POLICY_N} with --checkpoint (N! * Bell(N) "

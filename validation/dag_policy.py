@@ -74,7 +74,8 @@ def flow_residuals(
     the children carry more flow than the state.
 
     The paper's ``Ehat`` shifts each step's energies by a constant, ``Ehat[t] = E[t] - m_t``,
-    with ``m_{N-1} = 0`` (both flows give a terminal state the reward, Eq. 22 in [1]). A step's
+    with ``m_{N-1} = 0`` (both flows give a terminal state the reward, Eq. 22 in [1], also for
+    ``N = 1``, where the paper's ``Ehat[c_1] = 0`` would clash with it). A step's
     residuals under the two flows then differ by ``m_{t+1} - m_t``, and the differences
     after step ``t`` telescope to ``-m_t``: ``log F(s) = -E[t, a_t] - sum_{t' > t}
     (r_paper[t'] - r_consistent[t'])``, residuals as indexed by
@@ -98,7 +99,7 @@ def flow_residuals(
     if flow != "consistent":
         shift = by_step - marginal_consistency_residuals(step_energies, "consistent")
         after = shift.flip(1).cumsum(1).flip(1)[:, 1:]  # [:, t]: sum over t' > t
-        log_flows = log_flows - torch.cat([after, torch.zeros_like(after[:, :1])], 1)
+        log_flows = log_flows - torch.cat([after, torch.zeros_like(shift[:, :1])], 1)
     log_flows = torch.where(step_energies.step_mask, log_flows, 0.0)
     return log_flows, torch.cat([by_step[:, 1:], torch.zeros_like(by_step[:, :1])], 1)
 
