@@ -227,7 +227,15 @@ def _plot_clusterings(points: np.ndarray, labels: torch.Tensor, log_prob: torch.
 
 
 def _info(args) -> int:
-    state = load_checkpoint(args.checkpoint)
+    path = args.checkpoint
+    if path.startswith("pretrained:"):
+        from .pretrained import PRETRAINED_DIR
+
+        parts = path.split(":")
+        if len(parts) != 3:
+            raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
+        path = PRETRAINED_DIR / f"{parts[1]}-{parts[2]}.pt"
+    state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
     params = sum(v.numel() for v in state["model"].values())
     print(f"gfncp-pyro checkpoint (format {state['format_version']}, written by {state['package_version']})")
@@ -286,7 +294,7 @@ def _parser() -> argparse.ArgumentParser:
     cl.set_defaults(func=_cluster)
 
     info = sub.add_parser("info", help="describe a checkpoint")
-    info.add_argument("checkpoint")
+    info.add_argument("checkpoint", help="checkpoint path or pretrained:NAME:OBJECTIVE")
     info.set_defaults(func=_info)
     return parser
 

@@ -103,3 +103,10 @@ def test_train_online_mode_flag(tmp_path, capsys):
     assert main(["evaluate", out + "/last.pt", "--sets", "2", "--N", "6", "--sdpp-sets", "1", "--sdpp-orders", "3",
                  "--no-progress"]) == 0
     assert "nmi" in capsys.readouterr().out
+
+
+def test_info_accepts_pretrained_names(capsys):
+    assert main(["info", "pretrained:mog2d-small:ncp"]) == 0
+    assert "objective ncp" in capsys.readouterr().out
+    assert main(["info", "pretrained:mog2d-small"]) == 2
+    assert main(["info", "pretrained:nothing:ncp"]) == 2
