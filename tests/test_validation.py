@@ -132,3 +132,15 @@ def test_partition_keys_identify_partitions_whatever_the_labelling_and_order():
     # keys are distinct exactly when the partitions are (slow check through canonical codes)
     assert keys.unique().numel() == labels.shape[0]
     assert torch.equal(partition_codes(canonicalize(along[:, torch.argsort(order)])), partition_codes(labels))
+
+
+def test_command_refuses_an_image_checkpoint(tmp_path, capsys):
+    config = preset("mnist-cpu", data_path="unused", net_h_dim=8, net_g_dim=16, net_hidden=8)
+    torch.manual_seed(0)
+    image_model = tmp_path / "img.pt"
+    save_checkpoint(image_model, {"config": config.to_dict(), "model": EnergyNet(config.net).state_dict()})
+    argv = ["--N", "4", "--datasets", "1", "--no-progress", "--out", str(tmp_path), "--gfncp", str(image_model),
+            "--ncp", _checkpoint(tmp_path / "m.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "images" in err and len(err.strip().splitlines()) == 1
