@@ -76,16 +76,22 @@ def read_points(path: str | Path) -> np.ndarray:
     return points
 
 
+def _pretrained(spec: str) -> tuple[str, str] | None:
+    """``(NAME, OBJECTIVE)`` of a ``pretrained:NAME:OBJECTIVE`` spec, ``None`` for a path."""
+    if not spec.startswith("pretrained:"):
+        return None
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
+    return parts[1], parts[2]
+
+
 def resolve_model(spec: str):
     """A checkpoint path, or ``pretrained:NAME:OBJECTIVE`` for a model shipped with the package."""
     from .pretrained import load_pretrained
 
-    if spec.startswith("pretrained:"):
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
-        return load_pretrained(parts[1], parts[2], with_config=True)
-    return load_model(spec)
+    shipped = _pretrained(spec)
+    return load_pretrained(*shipped, with_config=True) if shipped else load_model(spec)
 
 
 def _train(args) -> int:
@@ -227,15 +233,10 @@ def _plot_clusterings(points: np.ndarray, labels: torch.Tensor, log_prob: torch.
 
 
 def _info(args) -> int:
-    path = args.checkpoint
-    if path.startswith("pretrained:"):
-        from .pretrained import PRETRAINED_DIR
+    from .pretrained import PRETRAINED_DIR
 
-        parts = path.split(":")
-        if len(parts) != 3:
-            raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
-        path = PRETRAINED_DIR / f"{parts[1]}-{parts[2]}.pt"
-    state = load_checkpoint(path)
+    shipped = _pretrained(args.checkpoint)
+    state = load_checkpoint(PRETRAINED_DIR / ("-".join(shipped) + ".pt") if shipped else args.checkpoint)
     config = TrainConfig.from_dict(state["config"])
     params = sum(v.numel() for v in state["model"].values())
     print(f"gfncp-pyro checkpoint (format {state['format_version']}, written by {state['package_version']})")

@@ -119,18 +119,17 @@ def policy_log_q(net: EnergyNet, x: torch.Tensor, labels: torch.Tensor, orders: 
         wanted = _partition_keys(labels, points, n)
         for i, order in enumerate(orders):
             bits = 1 << order
+            along = _partition_keys(levels[-1], order, n)  # terminal states along the order
             log_q = torch.zeros(1, dtype=torch.float64)  # the one state after step 1
             for m in range(2, n + 1):
                 if m < n:
                     energy = _state_energies(heads, project_g, project_u, levels[m - 1], bits[:m],
                                              int(bits[m:].sum()))
                 else:  # terminal states along the order -> the shared table
-                    keys = _partition_keys(levels[-1], order, n)
-                    energy = terminal_energy[torch.searchsorted(terminal_keys, keys)]
+                    energy = terminal_energy[torch.searchsorted(terminal_keys, along)]
                 parent = groups[m - 1]
                 log_z = _segment_logsumexp(-energy, parent, levels[m - 2].shape[0])
                 log_q = log_q[parent] - energy - log_z[parent]
-            along = _partition_keys(levels[-1], order, n)
             order_keys, order_index = along.sort()
             out[i] = log_q[order_index[torch.searchsorted(order_keys, wanted)]]
     return out
