@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from .data.augment import EmbeddingAugment, ImageAugment
 from .nn import EnergyNetConfig
@@ -19,7 +19,11 @@ from .nn import EnergyNetConfig
 __all__ = ["TrainConfig", "PRESETS", "preset"]
 
 Objective = Literal["gfncp", "ncp"]
-Flow = Literal["consistent", "paper"]
+Flow = Literal["consistent", "paper", "offset"]
+Balance = Literal["flow", "trajectory"]
+Gauge = Literal["final", "first", "none"]
+Explore = Literal["uniform", "policy"]
+SelectBy = Literal["loss", "panel_tv"]
 Reward = Literal["cd", "nll"]
 Data = Literal["mog", "images", "embeddings"]
 
@@ -56,8 +60,18 @@ class TrainConfig:
     Objective and optimisation (paper values where the paper gives them):
 
     :param objective: ``"gfncp"`` (MC + delta reg + lambda CD, Alg. 1) or ``"ncp"`` (NLL, Eq. 11).
-    :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"`` or
-        ``"paper"`` (see :func:`gfncp_pyro.losses.marginal_consistency`).
+    :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"``,
+        ``"paper"`` or ``"offset"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
+        ``"offset"`` turns on the network's ``flow_head``).
+    :param balance: ``"flow"`` (Eq. 24) or ``"trajectory"`` (its trajectory-balance form), see
+        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
+    :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
+        first state's energy) or ``"none"``.
+    :param float mc_weight: weight of the MC term once fully on.
+    :param int mc_warmup: iterations with MC weight 0 (the likelihood alone first).
+    :param int mc_ramp: iterations over which the MC weight then rises linearly.
+    :param explore: exploration labels: ``"uniform"`` random partitions (Alg. 1) or ``"policy"``
+        samples of the current policy.
     :param float beta: probability that a training set keeps its data partition; otherwise it
         gets a uniformly random partition (space exploration, Alg. 1). GFNCP only.
     :param float delta: weight of the energy regulariser (Eq. 28). Not given in [1]; ours.
@@ -77,6 +91,13 @@ class TrainConfig:
     :param int seed: seeds the network initialisation and every random stream.
     :param int val_sets: size of the fixed, seeded validation set (selects the best checkpoint).
     :param int val_every: iterations between validations and periodic checkpoints.
+    :param int panel_sets: if > 0, every ``val_every`` iterations the model is also compared
+        with the exact posterior on this many fixed seeded sets of ``panel_n`` points
+        (:class:`~gfncp_pyro.fidelity.FidelityPanel`; seeds distinct from the validation
+        report's); TV and entropies go to ``metrics.jsonl``. Gaussian mixtures only.
+    :param int panel_n: the panel's set size (enumeration: at most 10).
+    :param select_by: what picks ``best.pt``: ``"loss"`` (validation loss) or ``"panel_tv"``
+        (the panel's mean TV; needs ``panel_sets > 0``).
     :param str device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     :param bool bf16: bf16 autocast of the network on CUDA (ignored on CPU).
     """
@@ -96,6 +117,12 @@ class TrainConfig:
     augment: ImageAugment | EmbeddingAugment | None = None
     objective: Objective = "gfncp"
     flow: Flow = "paper"
+    balance: Balance = "flow"
+    gauge: Gauge = "final"
+    mc_weight: float = 1.0
+    mc_warmup: int = 0
+    mc_ramp: int = 0
+    explore: Explore = "uniform"
     beta: float = 0.999
     reward: Reward = "cd"
     delta: float = 0.6
@@ -109,6 +136,9 @@ class TrainConfig:
     seed: int = 0
     val_sets: int = 256
     val_every: int = 100
+    panel_sets: int = 0
+    panel_n: int = 8
+    select_by: SelectBy = "loss"
     device: str = "auto"
     bf16: bool = False
 
@@ -117,13 +147,28 @@ class TrainConfig:
             object.__setattr__(self, "net", EnergyNetConfig.from_dict(self.net))
         if self.objective not in ("gfncp", "ncp"):
             raise ValueError(f"objective must be 'gfncp' or 'ncp', got {self.objective!r}")
-        if self.flow not in ("consistent", "paper"):
-            raise ValueError(f"flow must be 'consistent' or 'paper', got {self.flow!r}")
+        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore),
+                           ("select_by", SelectBy)):
+            allowed = get_args(kind)
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.flow == "offset" and not self.net.flow_head:
+            object.__setattr__(self, "net", dataclasses.replace(self.net, flow_head=True))
+        if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
+            raise ValueError("balance='trajectory' needs flow 'consistent' or 'offset' and mc_steps=None")
+        for name in ("mc_warmup", "mc_ramp", "panel_sets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(self.panel_n, int) or not 2 <= self.panel_n <= 10:
+            raise ValueError(f"panel_n must be an integer in [2, 10], got {self.panel_n!r}")
+        if self.select_by == "panel_tv" and self.panel_sets == 0:
+            raise ValueError("select_by='panel_tv' needs panel_sets > 0")
         for name in ("alpha", "sigma_mu", "sigma_x", "lr", "grad_clip"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("delta", "lambda_cd", "lr_min"):
+        for name in ("delta", "lambda_cd", "lr_min", "mc_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
@@ -149,6 +194,8 @@ class TrainConfig:
         encoder = "conv" if self.data == "images" else "mlp"
         if self.net.encoder != encoder:
             raise ValueError(f"{self.data!r} data need the {encoder!r} encoder, got {self.net.encoder!r}")
+        if self.panel_sets and self.data != "mog":
+            raise ValueError("panel_sets (exact-posterior panel) needs Gaussian-mixture data")
         if self.data == "mog":
             if self.augment is not None or self.supervised or self.data_path is not None:
                 raise ValueError("augment, supervised and data_path only apply to image or embedding data")

@@ -37,10 +37,12 @@ __all__ = [
     "contrastive_divergence",
     "energy_regularizer",
     "final_energy",
+    "first_energy",
     "ncp_nll",
+    "trajectory_balance",
 ]
 
-FLOWS = ("consistent", "paper")
+FLOWS = ("consistent", "paper", "offset")
 """Flow parametrisations accepted by :func:`marginal_consistency`."""
 
 
@@ -109,8 +111,23 @@ def _check_parent_candidates(step_energies: StepEnergies) -> None:
         )
 
 
+def _check_offsets(step_energies: StepEnergies, flow: str, offsets) -> None:
+    if flow not in FLOWS:
+        raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
+    if flow == "offset":
+        if offsets is None:
+            raise ValueError("flow='offset' needs offsets=policy.state_log_flow_offsets(net, encodings, "
+                             "mask, orders) (the network must have flow_head=True)")
+        if offsets.shape != step_energies.step_mask.shape:
+            raise ValueError(f"offsets must have shape {tuple(step_energies.step_mask.shape)} (B, N_max), "
+                             f"got {tuple(offsets.shape)}")
+    elif offsets is not None:
+        raise ValueError(f"offsets apply to flow='offset' only, got flow={flow!r}")
+
+
 def marginal_consistency_residuals(
-    step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
+    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset"] = "consistent",
+    offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The terms that Eq. (24) in [1] squares, one per step, ``(B, N_max)``.
 
@@ -121,14 +138,16 @@ def marginal_consistency_residuals(
     :func:`marginal_consistency` is the sum of ``r ** 2`` over the steps (scaled on a subset).
 
     :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
-    :param flow: ``"consistent"`` or ``"paper"``, see :func:`marginal_consistency`.
+    :param flow: ``"consistent"``, ``"paper"`` or ``"offset"``, see :func:`marginal_consistency`.
+    :param torch.Tensor offsets: ``(B, N_max)`` label-free log-flow offsets ``b_t`` of the states
+        (:func:`~gfncp_pyro.policy.state_log_flow_offsets`), for ``flow="offset"`` only; then
+        ``r[:, t]`` gains ``b_t - b_{t-1}``.
     :returns: ``(B, N_max)``; 0 at ``t = 0`` and at padding, and on step energies of a step
         subset also at the steps not selected.
-    :raises ValueError: on an unknown ``flow``, or ``flow="paper"`` on a step subset computed
-        without ``parent_candidates=True``.
+    :raises ValueError: on an unknown ``flow``, missing or misplaced ``offsets``, or
+        ``flow="paper"`` on a step subset computed without ``parent_candidates=True``.
     """
-    if flow not in FLOWS:
-        raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
+    _check_offsets(step_energies, flow, offsets)
     if flow == "paper":
         _check_parent_candidates(step_energies)
         energies = _paper_energies(step_energies)
@@ -139,11 +158,14 @@ def marginal_consistency_residuals(
         taken = taken_energies(step_energies)
         children = step_log_normalizer(step_energies)
     residual = _shift(taken) + children  # step t: parent t - 1 against its children
+    if offsets is not None:
+        residual = residual + offsets - _shift(offsets)
     return torch.where(_residual_steps(step_energies), residual, 0.0)
 
 
 def marginal_consistency(
-    step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
+    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset"] = "consistent",
+    offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
 
@@ -160,12 +182,42 @@ def marginal_consistency(
         (``Ehat[c_1] = 0``, ``Ehat = E - min`` over the step's candidates for ``2 <= n < N``,
         ``Ehat[c_{1:N}] = E[c_{1:N}]``). With that shift every intermediate flow is ``<= 1``
         while the children's flows sum to ``>= 1``, so the loss can be zero only for a
-        deterministic policy.
-    :raises ValueError: on an unknown ``flow``, or ``flow="paper"`` on a step subset computed
-        without ``parent_candidates=True``.
+        deterministic policy. ``"offset"``: ``log F(s_t) = -E[c_{1:t}] + b_t`` with a label-free
+        offset ``b_t`` per state (``offsets``, from the network's flow head); ``b`` cancels in the
+        policy and is one constant per set on terminal states, so policy and reward are those of
+        the shared energy, while ``b`` carries the log-normaliser of each step's marginals.
+        Zero exactly when the energy's marginals are consistent up to one constant per
+        assigned set, which is what Eq. (23) needs.
+    :param torch.Tensor offsets: for ``flow="offset"``, see
+        :func:`marginal_consistency_residuals`.
+    :raises ValueError: on an unknown ``flow``, missing or misplaced ``offsets``, or
+        ``flow="paper"`` on a step subset computed without ``parent_candidates=True``.
     """
-    residual = marginal_consistency_residuals(step_energies, flow)
+    residual = marginal_consistency_residuals(step_energies, flow, offsets)
     return _sum_over_steps(step_energies, residual.square())
+
+
+def trajectory_balance(
+    step_energies: StepEnergies, flow: Literal["consistent", "offset"] = "consistent",
+    offsets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Trajectory-balance form of the same identity, per set ``(B,)``.
+
+    Here each edge flow is its child's state flow, so the flow-matching residual of step ``t``
+    is also the detailed-balance residual ``log F(s_{t-1}) + log P(a_t | s_{t-1}) - log F(s_t)``
+    (up to sign), and the residuals telescope:
+    ``sum_t r_t = log F(s_0) + log q(c | x, rho) - log F(s_{N-1})``. This returns
+    ``(sum_t r_t)^2`` along the data trajectory: zero for every trajectory iff
+    ``q(c | x, rho) = R(c) / F(s_0)`` for every order (Eq. 19 in [1]), with
+    ``log F(s_0) = -E[c_1] (+ b_0)`` as the learned log-partition function.
+
+    :raises ValueError: on step energies of a step subset (the sum needs every step), or
+        ``flow="paper"`` (its flows do not telescope to the reward).
+    """
+    check_every_step(step_energies.step_subset, "trajectory_balance")
+    if flow == "paper":
+        raise ValueError("trajectory_balance needs flow='consistent' or 'offset'")
+    return marginal_consistency_residuals(step_energies, flow, offsets).sum(1).square()
 
 
 def final_energy(step_energies: StepEnergies) -> torch.Tensor:
@@ -177,6 +229,12 @@ def final_energy(step_energies: StepEnergies) -> torch.Tensor:
     check_every_step(step_energies.step_subset, "final_energy")
     last = step_energies.step_mask.sum(1, keepdim=True) - 1
     return taken_energies(step_energies).gather(1, last).squeeze(1)
+
+
+def first_energy(step_energies: StepEnergies) -> torch.Tensor:
+    """Energy of the first state ``E[c_1] = E[0, 0]`` per set ``(B,)``: the learned
+    ``-log`` partition function of the consistent flow (``-log F(s_0)``)."""
+    return taken_energies(step_energies)[:, 0]
 
 
 def contrastive_divergence(energy_data: torch.Tensor, energy_sample: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ References
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -28,12 +29,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import decoding, losses, policy
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import exploration_mask, random_lengths, random_orders, with_exploration
 from .data.sources import training_source
 from .nn import EnergyNet
+from .objectives import GFNCPObjective, objective_from_config
 
 __all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "NonFiniteLossError"]
 
@@ -102,50 +103,16 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
 
 
 def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, generator: torch.Generator,
-               bf16: bool = False, reward: str | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The objective of ``config`` on one batch, averaged over sets, and its parts.
-
-    GFNCP (Eq. 29): ``mean_b[MC_b + delta * E_b^2] + lambda * mean_{data b}[E_b - E~_b]`` with
-    ``E_b = E[c_{1:N}]`` and ``E~_b`` the energy of a policy sample of the same points (drawn
-    without gradient, re-scored with gradient). NCP: ``mean_b[-log q(c_b | x_b)]`` along random
-    orders (Eq. 11). ``reward`` overrides ``config.reward`` (validation scores every GFNCP run
-    with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is meaningful).
-    """
-    reward = reward or config.reward
-    lengths = batch.mask.sum(1)
-    subset = None
-    if config.mc_steps is not None:
-        subset = policy.random_step_subset(lengths.cpu(), config.mc_steps, generator).to(batch.mask.device)
-    encodings = policy.encode_points(net, batch.x, bf16=bf16)
-    kwargs = {"step_subset": subset, "parent_candidates": config.flow == "paper"} if subset is not None else {}
-    steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings,
-                                 bf16=bf16, **kwargs)
-    if config.objective == "ncp":
-        nll = losses.ncp_nll(steps)
-        return nll.mean(), {"nll": float(nll.detach().mean())}
-    mc = losses.marginal_consistency(steps, config.flow)
-    energy = policy.partition_energy(net, None, batch.labels, batch.mask, encodings=encodings, bf16=bf16)
-    reg = losses.energy_regularizer(energy)
-    loss = (mc + config.delta * reg).mean()
-    parts = {"mc": float(mc.detach().mean()), "reg": float(reg.detach().mean())}
-    keep = batch.is_data
-    if config.lambda_cd > 0 and bool(keep.any()):
-        if reward == "nll":
-            nll = losses.ncp_nll(steps)[keep]
-            loss = loss + config.lambda_cd * nll.sum() / keep.numel()
-            parts["nll"] = float(nll.detach().mean())
-        else:
-            x, mask = batch.x[keep], batch.mask[keep]
-            width = int(mask.sum(1).max())
-            x, mask = x[:, :width], mask[:, :width]
-            sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
-            sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
-                                        generator=generator, encodings=sub)
-            energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
-            cd = losses.contrastive_divergence(energy[keep], energy_sample)
-            loss = loss + config.lambda_cd * cd.sum() / keep.numel()
-            parts["cd"] = float(cd.detach().mean())
-    return loss, parts
+               bf16: bool = False, reward: str | None = None, step: int | None = None
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The objective of ``config`` (:func:`~gfncp_pyro.objectives.objective_from_config`) on one
+    batch, averaged over sets, and its parts, at iteration ``step`` (``None``: every term at
+    full weight). ``reward`` overrides GFNCP's ``config.reward`` (validation scores every GFNCP
+    run with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is)."""
+    objective = objective_from_config(config)
+    if isinstance(objective, GFNCPObjective):
+        return objective.loss(net, batch, generator, step=step, bf16=bf16, reward=reward)
+    return objective.loss(net, batch, generator, step=step, bf16=bf16)
 
 
 class Trainer:
@@ -170,6 +137,7 @@ class Trainer:
         self.progress = progress and self.rank == 0
         torch.manual_seed(config.seed)  # identical initialisation on every rank
         self.net = EnergyNet(config.net).to(self.device)
+        self.objective = objective_from_config(config)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=config.iterations, eta_min=config.lr_min
@@ -177,6 +145,7 @@ class Trainer:
         self.step = 0
         self.best_val = math.inf
         self.val_history: list[dict] = []
+        self.panel = None
         last = self.out_dir / "last.pt"
         if resume:
             self._restore(load_checkpoint(last, map_location=self.device))
@@ -192,6 +161,12 @@ class Trainer:
                        batch_size=min(64, config.val_sets), explore=False, source=self.source)
             for i in range(math.ceil(config.val_sets / 64))
         ]
+        if config.panel_sets and self.rank == 0:
+            from .fidelity import FidelityPanel
+            from .models import CRPMixture
+
+            mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, dim=config.dim)
+            self.panel = FidelityPanel(mixture, config.panel_sets, config.panel_n)
 
     # -------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -262,12 +237,22 @@ class Trainer:
                     dist.all_reduce(p.grad)
                     p.grad /= self.world
 
+    def _loss(self, batch: TrainingBatch, generator: torch.Generator):
+        return self.objective.loss(self.net, batch, generator, step=self.step, bf16=self.bf16)
+
+    def evaluate_panel(self) -> dict[str, float]:
+        """The fidelity panel's metrics (``{}`` without a panel); see :class:`~gfncp_pyro.fidelity.FidelityPanel`."""
+        if self.panel is None:
+            return {}
+        net = copy.deepcopy(self.net).to(device="cpu", dtype=torch.float64)  # exact maths in float64
+        return {f"panel_{k}": v for k, v in self.panel.evaluate(net).items()}
+
     def train_step(self) -> dict:
         """One iteration of Algorithm 1 (or of NCP's maximum likelihood)."""
         config = self.config
         generator = iteration_generator(config.seed, self.rank, self.step)
         batch = draw_batch(config, generator, self.device, source=self.source)
-        loss, parts = batch_loss(self.net, config, batch, generator, self.bf16)
+        loss, parts = self._loss(batch, generator)
         if not torch.isfinite(loss):
             self.save("nonfinite.pt")
             raise NonFiniteLossError(
@@ -302,7 +287,11 @@ class Trainer:
                 if self.step % config.val_every == 0 or self.step == config.iterations:
                     val = self.validate()
                     record["val_loss"] = val
-                    self.val_history.append({"step": self.step, "val_loss": val})
+                    panel = self.evaluate_panel()
+                    record.update(panel)
+                    self.val_history.append({"step": self.step, "val_loss": val, **panel})
+                    if config.select_by == "panel_tv":
+                        val = panel["panel_tv"]
                     if val < self.best_val:
                         self.best_val = val
                         self.save("best.pt")

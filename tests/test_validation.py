@@ -117,7 +117,7 @@ def test_command_bad_input(tmp_path, capsys):
 
 
 def test_partition_keys_identify_partitions_whatever_the_labelling_and_order():
-    from validation.compare import _partition_keys, partition_codes
+    from gfncp_pyro.tabulate import _partition_keys, partition_codes
     from gfncp_pyro.partitions import canonicalize, enumerate_partitions
 
     n = 6

@@ -90,6 +90,11 @@ class EnergyNetConfig:
     :param int g_layers: linear layers of ``g``.
     :param int f_layers: linear layers of ``f`` (the last has no bias).
     :param bool online: App. C's online mode: ``U = 0``, so the energy ignores unassigned points.
+    :param bool flow_head: add the log-flow offset head ``b(A, U)`` (:meth:`EnergyNet.log_flow_offset`)
+        used by ``flow="offset"`` (:func:`gfncp_pyro.losses.marginal_consistency`). It never
+        changes the policy or the reward, only the state flows. Default ``False`` (the paper's
+        network; checkpoints without the field load with it off).
+    :param int flow_head_layers: linear layers of that head.
     """
 
     x_dim: int = 2
@@ -101,11 +106,14 @@ class EnergyNetConfig:
     g_layers: int = 6
     f_layers: int = 6
     online: bool = False
+    flow_head: bool = False
+    flow_head_layers: int = 3
 
     def __post_init__(self):
         if self.encoder not in ("mlp", "conv"):
             raise ValueError(f"encoder must be 'mlp' or 'conv', got {self.encoder!r}")
-        for name in ("x_dim", "h_dim", "g_dim", "hidden", "encoder_layers", "g_layers", "f_layers"):
+        for name in ("x_dim", "h_dim", "g_dim", "hidden", "encoder_layers", "g_layers", "f_layers",
+                     "flow_head_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -202,6 +210,9 @@ class EnergyNet(nn.Module):
         self.g = mlp([config.h_dim] + [width] * (config.g_layers - 1) + [config.g_dim])
         f_sizes = [config.g_dim + config.h_dim] + [width] * (config.f_layers - 1) + [1]
         self.f_net = mlp(f_sizes, last_bias=False)
+        if config.flow_head:
+            b_sizes = [2 * config.h_dim] + [width] * (config.flow_head_layers - 1) + [1]
+            self.b_net = mlp(b_sizes)
 
     @property
     def point_shape(self) -> tuple[int, ...]:
@@ -250,6 +261,26 @@ class EnergyNet(nn.Module):
         w_g, w_u = first.weight[:, :g_dim], first.weight[:, g_dim:]
         bias = w_g @ last.bias if last.bias is not None else w_g.new_zeros(w_g.shape[0])
         return FusedHeads(self.g[:-1], w_g @ last.weight, bias, w_u, first.bias, self.f_net[1:])
+
+    def log_flow_offset(self, A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+        """Label-free log-flow offset ``b(A, U)``: ``A (..., h_dim)`` sums ``u`` over the assigned
+        points, ``U (..., h_dim)`` over the unassigned ones (Eq. 14 in [1]); ``-> (...)``.
+
+        With ``flow="offset"`` the state flow is ``log F(s) = -E[s] + b(A_s, U_s)``. Every child
+        of a state has the same assigned points, so ``b`` cancels in the policy (Eq. 21) and is
+        one constant per set on the terminal states: the reward's normalised form (Eq. 25) is
+        unchanged. It carries the per-step log-normaliser scale of the marginals (Eq. 6's
+        ``Z_n``) that the energy would otherwise have to represent.
+
+        :raises ValueError: if the network was built without ``flow_head``.
+        """
+        if not self.config.flow_head:
+            raise ValueError("this network has no log-flow offset head; build it with "
+                             "EnergyNetConfig(flow_head=True) (flow='offset' does so)")
+        lead = torch.broadcast_shapes(A.shape[:-1], U.shape[:-1])
+        A = A.expand(*lead, A.shape[-1])
+        U = U.expand(*lead, U.shape[-1])
+        return forward_layers(self.b_net, torch.cat([A, U], dim=-1)).squeeze(-1)
 
     def f(self, G: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         """Energy ``f(G, U)`` (Eq. 15): ``G (..., g_dim), U (..., h_dim) -> (...)``.

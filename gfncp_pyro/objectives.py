@@ -1,0 +1,216 @@
+"""Training objectives as objects: GFNCP (Eq. 29 and Alg. 1 in [1]) and NCP (Eq. 11).
+
+Each objective has ``loss(net, batch, generator, *, step=None, bf16=False) -> (loss, parts)``:
+the scalar to minimise on one :class:`~gfncp_pyro.train.TrainingBatch` (averaged over its
+sets) and a dict of float diagnostics. The trainer only calls it; which terms exist, and how
+they are weighted at iteration ``step``, is the objective's business.
+
+GFNCP's terms, per set ``b`` (energies from one teacher-forced pass along the set's order):
+
+- **balance** (weight ``mc_weight``, optionally scheduled): the marginal-consistency loss of
+  Eq. (24) (``balance="flow"``) or its trajectory-balance form (``balance="trajectory"``), on
+  every set, data and exploration;
+- **gauge** (weight ``delta``): a penalty that fixes the energy's free additive constant:
+  ``"final"`` is Eq. (28), ``E[c_{1:N}]^2`` on every set; ``"first"`` penalises only the first
+  state's energy ``E[c_1]``; ``"none"`` adds nothing;
+- **reward** (weight ``lambda_cd``, data sets only): ``"cd"``, the contrastive-divergence
+  surrogate of Eqs. (26)-(27) with one policy sample, or ``"nll"``, the trajectory likelihood
+  ``-log q(c | x, rho)`` (equal to Eq. 26 wherever the balance loss is zero).
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from . import decoding, losses, policy
+from .nn import EnergyNet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import TrainConfig
+    from .train import TrainingBatch
+
+__all__ = ["GFNCPObjective", "NCPObjective", "objective_from_config", "first_state_energy"]
+
+
+def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torch.Tensor,
+                       mask: torch.Tensor, *, bf16: bool = False) -> torch.Tensor:
+    """``E[c_1] = f(g(h(x_{rho_0})), U_1)`` per set ``(B,)`` (Eq. 15 in [1]): the energy of the
+    state after the first (deterministic) step, without teacher forcing."""
+    h, u = encodings
+    first = orders[:, 0]
+    rows = torch.arange(h.shape[0], device=h.device)
+    u = torch.where(mask.unsqueeze(-1), u, 0.0)
+    unassigned = u.sum(1) - u[rows, first]
+    with torch.autocast(device_type=h.device.type, dtype=torch.bfloat16, enabled=bf16):
+        G = net.g(h[rows, first])
+        return net.f(G, unassigned).to(h.dtype)
+
+
+def _step_subset(mc_steps: int | None, batch: "TrainingBatch", generator: torch.Generator):
+    if mc_steps is None:
+        return None
+    lengths = batch.mask.sum(1)
+    return policy.random_step_subset(lengths.cpu(), mc_steps, generator).to(batch.mask.device)
+
+
+@dataclass(frozen=True)
+class NCPObjective:
+    """NCP's maximum likelihood, Eq. (11) in [1]: ``mean_b[-log q(c_b | x_b, rho_b)]`` along
+    random orders.
+
+    :param mc_steps: if set, the NLL is estimated on this many random steps per set (unbiased).
+    """
+
+    mc_steps: int | None = None
+
+    def loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator, *,
+             step: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+        subset = _step_subset(self.mc_steps, batch, generator)
+        encodings = policy.encode_points(net, batch.x, bf16=bf16)
+        kwargs = {"step_subset": subset} if subset is not None else {}
+        steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings,
+                                     bf16=bf16, **kwargs)
+        nll = losses.ncp_nll(steps)
+        return nll.mean(), {"nll": float(nll.detach().mean())}
+
+
+@dataclass(frozen=True)
+class GFNCPObjective:
+    """GFNCP's objective (Eq. 29, Alg. 1 in [1]) with the choices of the module docstring.
+
+    :param flow: state-flow parametrisation of the balance loss
+        (:func:`~gfncp_pyro.losses.marginal_consistency`): ``"paper"``, ``"consistent"`` or
+        ``"offset"`` (needs a network with ``flow_head=True``).
+    :param balance: ``"flow"`` (Eq. 24, a sum of squared per-step residuals) or
+        ``"trajectory"`` (the square of their sum, :func:`~gfncp_pyro.losses.trajectory_balance`).
+    :param reward: ``"cd"`` or ``"nll"``.
+    :param float lambda_cd: weight of the reward term.
+    :param float delta: weight of the gauge term.
+    :param gauge: ``"final"`` (Eq. 28 on every set), ``"first"`` or ``"none"``.
+    :param float mc_weight: weight of the balance term once fully on.
+    :param int mc_warmup: iterations with balance weight 0 (likelihood only: the NCP solution
+        first).
+    :param int mc_ramp: iterations over which the balance weight then rises linearly to
+        ``mc_weight``.
+    :param explore: labels of the exploration sets (Alg. 1, line 9): ``"uniform"`` random
+        partitions (drawn by the batch sampler) or ``"policy"`` samples of the current policy
+        along the set's order (drawn here without gradient), i.e. states the policy visits.
+    :param mc_steps: if set, the balance sum (and the NLL) on this many random steps per set.
+    """
+
+    flow: Literal["consistent", "paper", "offset"] = "paper"
+    balance: Literal["flow", "trajectory"] = "flow"
+    reward: Literal["cd", "nll"] = "cd"
+    lambda_cd: float = 0.4
+    delta: float = 0.6
+    gauge: Literal["final", "first", "none"] = "final"
+    mc_weight: float = 1.0
+    mc_warmup: int = 0
+    mc_ramp: int = 0
+    explore: Literal["uniform", "policy"] = "uniform"
+    mc_steps: int | None = None
+
+    def __post_init__(self):
+        if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
+            raise ValueError("balance='trajectory' needs flow='consistent' or 'offset' and every step "
+                             "(mc_steps=None)")
+
+    def balance_weight(self, step: int | None) -> float:
+        """Weight of the balance term at iteration ``step`` (``None``: fully on)."""
+        if step is None:
+            return self.mc_weight
+        if step < self.mc_warmup:
+            return 0.0
+        if self.mc_ramp <= 0:
+            return self.mc_weight
+        return self.mc_weight * min(1.0, (step - self.mc_warmup + 1) / self.mc_ramp)
+
+    def _exploration_labels(self, net, batch, encodings, generator) -> torch.Tensor:
+        explore = ~batch.is_data
+        if self.explore != "policy" or not bool(explore.any()):
+            return batch.labels
+        mask = batch.mask[explore]
+        width = int(mask.sum(1).max())
+        sub = policy.Encodings(encodings.h[explore][:, :width].detach(), encodings.u[explore][:, :width].detach())
+        with torch.no_grad():
+            sample, _ = decoding.sample(net, batch.x[explore][:, :width], 1, mask=mask[:, :width],
+                                        orders=batch.orders[explore][:, :width], generator=generator, encodings=sub)
+        labels = batch.labels.clone()
+        rows = labels[explore]
+        rows[:, :width] = torch.where(mask[:, :width], sample[:, 0], rows[:, :width])
+        labels[explore] = rows
+        return labels
+
+    def loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator, *,
+             step: int | None = None, bf16: bool = False,
+             reward: Literal["cd", "nll"] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective on one batch, averaged over sets, and its parts.
+
+        ``mean_b[w * balance_b + delta * gauge_b] + lambda * sum_{data b} reward_b / B`` with
+        ``w = balance_weight(step)``. ``reward`` overrides ``self.reward`` (validation scores
+        with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is).
+        """
+        reward = reward or self.reward
+        subset = _step_subset(self.mc_steps, batch, generator)
+        encodings = policy.encode_points(net, batch.x, bf16=bf16)
+        labels = self._exploration_labels(net, batch, encodings, generator)
+        kwargs = {"step_subset": subset, "parent_candidates": self.flow == "paper"} if subset is not None else {}
+        steps = policy.teacher_force(net, None, labels, batch.mask, batch.orders, encodings=encodings,
+                                     bf16=bf16, **kwargs)
+        offsets = (policy.state_log_flow_offsets(net, encodings, batch.mask, batch.orders, bf16=bf16)
+                   if self.flow == "offset" else None)
+        if self.balance == "trajectory":
+            mc = losses.trajectory_balance(steps, self.flow, offsets)
+        else:
+            mc = losses.marginal_consistency(steps, self.flow, offsets)
+        weight = self.balance_weight(step)
+        parts = {"mc": float(mc.detach().mean()), "mc_weight": weight}
+        total = weight * mc
+        energy = None
+        if self.gauge == "final" or (reward == "cd" and self.lambda_cd > 0):
+            energy = policy.partition_energy(net, None, labels, batch.mask, encodings=encodings, bf16=bf16)
+        if self.gauge != "none":
+            if self.gauge == "final":
+                reg = losses.energy_regularizer(energy)
+            else:
+                reg = first_state_energy(net, encodings, batch.orders, batch.mask, bf16=bf16).square()
+            total = total + self.delta * reg
+            parts["reg"] = float(reg.detach().mean())
+        loss = total.mean()
+        keep = batch.is_data
+        if self.lambda_cd > 0 and bool(keep.any()):
+            if reward == "nll":
+                nll = losses.ncp_nll(steps)[keep]
+                loss = loss + self.lambda_cd * nll.sum() / keep.numel()
+                parts["nll"] = float(nll.detach().mean())
+            else:
+                x, mask = batch.x[keep], batch.mask[keep]
+                width = int(mask.sum(1).max())
+                x, mask = x[:, :width], mask[:, :width]
+                sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+                sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
+                                            generator=generator, encodings=sub)
+                energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
+                cd = losses.contrastive_divergence(energy[keep], energy_sample)
+                loss = loss + self.lambda_cd * cd.sum() / keep.numel()
+                parts["cd"] = float(cd.detach().mean())
+        return loss, parts
+
+
+def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjective:
+    """The objective object of a :class:`~gfncp_pyro.config.TrainConfig`."""
+    if config.objective == "ncp":
+        return NCPObjective(mc_steps=config.mc_steps)
+    return GFNCPObjective(
+        flow=config.flow, balance=config.balance, reward=config.reward, lambda_cd=config.lambda_cd,
+        delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
+        mc_ramp=config.mc_ramp, explore=config.explore, mc_steps=config.mc_steps,
+    )

@@ -1,0 +1,238 @@
+"""Objective objects (gfncp_pyro.objectives), the offset flow and trajectory balance.
+
+- The objects equal the formula the trainer used before they existed (Eq. 29 with MC, reg and
+  CD/NLL written out from the loss functions) on fixed batches.
+- The offset flow's per-state offsets and residuals match slow loops; the offset never changes
+  the policy; trajectory balance is the square of the summed residuals.
+- The chosen objective's balance term is zero at an oracle energy built from exact prefix
+  marginals with an arbitrary label-free offset, and its likelihood term is minimal there.
+"""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference as ref
+from gfncp_pyro import decoding, losses, policy
+from gfncp_pyro.config import preset
+from gfncp_pyro.exact import exact_posterior
+from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.objectives import GFNCPObjective, NCPObjective, first_state_energy, objective_from_config
+from gfncp_pyro.train import TrainingBatch, draw_batch, iteration_generator
+from test_order_invariance import oracle_step_energies
+
+NET = ref.make_net(5, torch.float64, flow_head=True)
+
+
+def _batch(config, seed=3):
+    return draw_batch(config, iteration_generator(seed, 0, 0), torch.device("cpu"), dtype=torch.float64,
+                      batch_size=6)
+
+
+def _previous_formula(net, config, batch, generator):
+    """The GFNCP objective as train.batch_loss wrote it before the objective objects."""
+    encodings = policy.encode_points(net, batch.x)
+    steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings)
+    mc = losses.marginal_consistency(steps, config.flow)
+    energy = policy.partition_energy(net, None, batch.labels, batch.mask, encodings=encodings)
+    loss = (mc + config.delta * losses.energy_regularizer(energy)).mean()
+    keep = batch.is_data
+    if config.reward == "nll":
+        return loss + config.lambda_cd * losses.ncp_nll(steps)[keep].sum() / keep.numel()
+    x, mask = batch.x[keep], batch.mask[keep]
+    width = int(mask.sum(1).max())
+    x, mask = x[:, :width], mask[:, :width]
+    sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+    sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width], generator=generator,
+                                encodings=sub)
+    energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub)
+    return loss + config.lambda_cd * (energy[keep] - energy_sample).sum() / keep.numel()
+
+
+@pytest.mark.parametrize("flow,reward", [("paper", "cd"), ("consistent", "nll"), ("consistent", "cd")])
+def test_gfncp_objective_equals_the_previous_formula(flow, reward):
+    config = preset("mog2d-small", flow=flow, reward=reward, beta=0.5, n_max=9)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    assert bool(batch.is_data.any()) and not bool(batch.is_data.all())
+    objective = objective_from_config(config)
+    assert isinstance(objective, GFNCPObjective)
+    loss, parts = objective.loss(net, batch, torch.Generator().manual_seed(7))
+    expected = _previous_formula(net, config, batch, torch.Generator().manual_seed(7))
+    assert abs(float(loss.detach()) - float(expected.detach())) < 1e-9
+    assert set(parts) >= {"mc", "reg", "cd" if reward == "cd" else "nll"}
+
+
+def test_ncp_objective_is_the_mean_nll():
+    config = preset("mog2d-small", objective="ncp", n_max=9)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    loss, parts = objective_from_config(config).loss(net, batch, torch.Generator())
+    expected = -policy.log_prob(net, batch.x, batch.labels, batch.mask, batch.orders).mean()
+    assert isinstance(objective_from_config(config), NCPObjective)
+    assert abs(float(loss.detach()) - float(expected.detach())) < 1e-9 and abs(parts["nll"] - float(expected.detach())) < 1e-9
+
+
+def test_balance_weight_schedule():
+    objective = GFNCPObjective(mc_weight=2.0, mc_warmup=10, mc_ramp=4)
+    assert [objective.balance_weight(s) for s in (0, 9, 10, 11, 13, 100)] == [0.0, 0.0, 0.5, 1.0, 2.0, 2.0]
+    assert objective.balance_weight(None) == 2.0
+    assert GFNCPObjective(mc_warmup=3).balance_weight(3) == 1.0
+
+
+def test_warmup_objective_is_the_likelihood_alone():
+    config = preset("mog2d-small", flow="offset", reward="nll", lambda_cd=1.0, gauge="none", delta=0.0, beta=1.0,
+                    mc_warmup=5, n_max=9)
+    net = ref.make_net(2, torch.float64, flow_head=True)
+    batch = _batch(config)
+    objective = objective_from_config(config)
+    loss, _ = objective.loss(net, batch, torch.Generator(), step=0)
+    nll = -policy.log_prob(net, batch.x, batch.labels, batch.mask, batch.orders).mean()
+    assert abs(float(loss.detach()) - float(nll.detach())) < 1e-9
+    full, parts = objective.loss(net, batch, torch.Generator(), step=5)
+    assert abs(float(full.detach()) - float(nll.detach()) - parts["mc"]) < 1e-9
+
+
+@torch.no_grad()
+def slow_offsets(net, x, order):
+    """``b_t = b(sum of u over rho_0..rho_t, sum of u over the rest)`` with Python loops."""
+    n = x.shape[0]
+    out = []
+    for t in range(n):
+        assigned = sum((net.u(x[order[s]]) for s in range(t + 1)), torch.zeros(net.config.h_dim, dtype=x.dtype))
+        rest = sum((net.u(x[order[s]]) for s in range(t + 1, n)), torch.zeros(net.config.h_dim, dtype=x.dtype))
+        out.append(float(net.log_flow_offset(assigned, rest)))
+    return out
+
+
+@given(batch=ref.padded_batches())
+@torch.no_grad()
+def test_offsets_and_offset_residuals_match_slow_loops(batch):
+    x, labels, mask, orders = ref.to_batch(*batch, torch.float64)
+    with torch.no_grad():
+        enc = policy.encode_points(NET, x)
+        offsets = policy.state_log_flow_offsets(NET, enc, mask, orders)
+        steps = policy.teacher_force(NET, None, labels, mask, orders, encodings=enc)
+        residuals = losses.marginal_consistency_residuals(steps, "offset", offsets)
+        tb = losses.trajectory_balance(steps, "offset", offsets)
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        order = orders[b, :n].tolist()
+        b_slow = slow_offsets(NET, x[b, :n], order)
+        assert torch.allclose(offsets[b, :n], torch.tensor(b_slow, dtype=torch.float64), atol=1e-9)
+        assert torch.all(offsets[b, n:] == 0)
+        actions, rows = ref.step_energies(NET, x[b, :n], labels[b, :n], order)
+        expected = [0.0]
+        for t in range(1, n):
+            children = math.log(math.fsum(math.exp(-float(e)) for e in rows[t]))
+            expected.append(float(rows[t - 1][actions[t - 1]]) + children + b_slow[t] - b_slow[t - 1])
+        assert torch.allclose(residuals[b, :n], torch.tensor(expected, dtype=torch.float64), atol=1e-9)
+        assert abs(float(tb[b]) - math.fsum(expected) ** 2) < 1e-8
+        # Telescoping: sum of residuals = log F(s_N) - log q - log F(s_1) up to sign.
+        log_q = ref.log_prob(actions, rows)
+        log_f_first = -float(rows[0][0]) + b_slow[0]
+        log_f_last = -float(rows[n - 1][actions[n - 1]]) + b_slow[n - 1]
+        assert abs(math.fsum(expected) - (log_f_last - log_q - log_f_first)) < 1e-8
+
+
+def test_offset_head_never_changes_policy_or_reward():
+    """Networks that differ only in the offset head have identical policies and rewards."""
+    other = ref.make_net(5, torch.float64, flow_head=True)
+    with torch.no_grad():
+        for p in other.b_net.parameters():
+            p.add_(torch.randn_like(p))
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0, 2, 1]], [[4, 2, 0, 1, 3]], 11, torch.float64)
+    with torch.no_grad():
+        a = policy.teacher_force(NET, x, labels, mask, orders)
+        b = policy.teacher_force(other, x, labels, mask, orders)
+        assert torch.equal(a.energies, b.energies)
+        off_a = policy.state_log_flow_offsets(NET, policy.encode_points(NET, x), mask, orders)
+        off_b = policy.state_log_flow_offsets(other, policy.encode_points(other, x), mask, orders)
+    assert not torch.allclose(off_a, off_b)
+
+
+def test_offset_flow_needs_offsets_and_a_head():
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0]], [[0, 1, 2]], 1, torch.float64)
+    steps = policy.teacher_force(NET, x, labels, mask, orders)
+    with pytest.raises(ValueError, match="offsets="):
+        losses.marginal_consistency(steps, "offset")
+    with pytest.raises(ValueError, match="flow='offset' only"):
+        losses.marginal_consistency(steps, "consistent", torch.zeros(1, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="no log-flow offset head"):
+        ref.make_net(1).log_flow_offset(torch.zeros(8), torch.zeros(8))
+    assert preset("mog2d-small", flow="offset").net.flow_head
+
+
+def test_first_state_energy_is_the_first_teacher_forced_energy():
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0, 1], [0, 0]], [[2, 0, 3, 1], [1, 0]], 4, torch.float64)
+    enc = policy.encode_points(NET, x)
+    steps = policy.teacher_force(NET, None, labels, mask, orders, encodings=enc)
+    assert torch.allclose(first_state_energy(NET, enc, orders, mask), losses.first_energy(steps), atol=1e-10)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(2, 6), st.integers(0, 10_000))
+def test_objective_is_zero_at_the_oracle_energy_with_any_label_free_offset(n, seed):
+    """Oracle energies E[c_{1:t}] = -log p(c_{1:t} | x) + c_t with an arbitrary constant c_t per
+    step (what the offset head absorbs, b_t = c_t): the offset flow's MC residuals and the
+    trajectory balance vanish along every order, and the NLL is the exact -log p(c | x)."""
+    gen = torch.Generator().manual_seed(seed)
+    mixture = CRPMixture(alpha=1.0, sigma_mu=4.0, sigma_x=1.0, dim=2)
+    batch = mixture.sample_batch(torch.tensor([n]), gen, dtype=torch.float64)
+    exact = exact_posterior(batch.x[0], 1.0, likelihood=mixture.likelihood)
+    pick = int(torch.randint(0, exact.labels.shape[0], (1,), generator=gen))
+    for _ in range(3):
+        order = torch.randperm(n, generator=gen)
+        steps = oracle_step_energies(exact, exact.labels[pick], order)
+        shift = 5.0 * torch.randn((1, n), generator=gen, dtype=torch.float64)
+        shifted = steps._replace(energies=steps.energies + shift.unsqueeze(-1))
+        assert float(losses.marginal_consistency(shifted, "offset", shift)) < 1e-18
+        assert float(losses.trajectory_balance(shifted, "offset", shift)) < 1e-18
+        assert float(losses.marginal_consistency(shifted, "consistent")) > 1e-6  # without the offset: not zero
+        nll = float(losses.ncp_nll(shifted))
+        assert abs(nll + float(exact.log_posterior[pick])) < 1e-9
+
+
+def test_policy_exploration_replaces_only_the_exploration_labels():
+    config = preset("mog2d-small", flow="offset", reward="nll", explore="policy", beta=0.5, n_max=9)
+    net = ref.make_net(2, torch.float64, flow_head=True)
+    batch = _batch(config)
+    objective = objective_from_config(config)
+    enc = policy.encode_points(net, batch.x)
+    labels = objective._exploration_labels(net, batch, enc, torch.Generator().manual_seed(0))
+    keep = batch.is_data
+    assert torch.equal(labels[keep], batch.labels[keep])
+    from gfncp_pyro.partitions import is_canonical
+
+    assert bool(is_canonical(labels, batch.mask).all())
+    loss, _ = objective.loss(net, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+
+
+def test_trainer_logs_the_panel_and_selects_best_by_it(tmp_path):
+    from gfncp_pyro.train import Trainer
+
+    config = preset("mog2d-small", flow="offset", reward="nll", lambda_cd=1.0, gauge="none", delta=0.0,
+                    iterations=4, val_every=2, val_sets=8, batch_size=4, n_max=6, panel_sets=3,
+                    select_by="panel_tv")
+    trainer = Trainer(config, tmp_path, progress=False)
+    trainer.fit()
+    import json
+
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    panel = [r for r in log if "panel_tv" in r]
+    assert [r["step"] for r in panel] == [2, 4]
+    assert all(0 <= r["panel_tv"] <= 1 and r["panel_entropy_q"] > 0 for r in panel)
+    assert trainer.best_val == min(r["panel_tv"] for r in panel)
+    assert trainer.net.training  # the panel scored a copy
+
+
+def test_config_refuses_bad_objective_fields():
+    for bad in (dict(gauge="mean"), dict(balance="sub"), dict(explore="beam"), dict(mc_warmup=-1),
+                dict(select_by="panel_tv"), dict(flow="paper", balance="trajectory"),
+                dict(panel_n=12, panel_sets=1), dict(mc_weight=-1.0)):
+        with pytest.raises(ValueError):
+            preset("mog2d-small", **bad)

@@ -1,0 +1,135 @@
+"""The objective ablation of GFNCP against the exact posterior (``validation/results/ablation.md``).
+
+Every configuration is the ``mog2d-small`` preset with the same iteration budget, seed and
+fidelity panel; only the objective's fields differ. ``train`` runs one configuration with one
+torch thread into ``OUT/NAME`` (resumable: rerun the same command), ``report`` scores every
+finished run's ``best.pt`` with the exact validation and prints the markdown table::
+
+    python -m validation.ablation list
+    python -m validation.ablation train offset-nll --iterations 1500 --out runs/ablation
+    python -m validation.ablation report --out runs/ablation --datasets 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+CONFIGS: dict[str, dict] = {
+    # The baseline and the two objectives shipped before this ablation.
+    "ncp": dict(objective="ncp"),
+    "paper-cd": dict(objective="gfncp", flow="paper", reward="cd", lambda_cd=0.4, delta=0.6),
+    "consistent-nll": dict(objective="gfncp", flow="consistent", reward="nll", lambda_cd=1.0, delta=0.6),
+    # No regulariser, a heavy likelihood (the issue's most promising untested combination).
+    "consistent-nll-l10-d0": dict(objective="gfncp", flow="consistent", reward="nll", lambda_cd=10.0, delta=0.0,
+                                  gauge="none"),
+    # Likelihood first (the NCP solution), then the MC loss annealed in.
+    "consistent-nll-ramp": dict(objective="gfncp", flow="consistent", reward="nll", lambda_cd=1.0, delta=0.0,
+                                gauge="none", mc_warmup=500, mc_ramp=500),
+    # A label-free log-flow offset per state carries the per-step normaliser.
+    "offset-nll": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none"),
+    "offset-nll-first": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.1,
+                             gauge="first"),
+    "offset-nll-ramp": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                            mc_warmup=500, mc_ramp=500),
+    "offset-tb": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                      delta=0.0, gauge="none"),
+    "offset-nll-policy": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0,
+                              gauge="none", explore="policy", beta=0.5),
+    "offset-cd": dict(objective="gfncp", flow="offset", reward="cd", lambda_cd=1.0, delta=0.0, gauge="none"),
+    "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
+                          delta=0.0, gauge="none"),
+}
+
+
+def config_for(name: str, iterations: int, seed: int = 0):
+    """The :class:`~gfncp_pyro.config.TrainConfig` of one ablation row."""
+    from gfncp_pyro.config import preset
+
+    if name not in CONFIGS:
+        raise SystemExit(f"unknown configuration {name!r}; choose one of {sorted(CONFIGS)}")
+    return preset("mog2d-small", **CONFIGS[name], iterations=iterations, seed=seed, panel_sets=20,
+                  select_by="panel_tv")
+
+
+def command(name: str, iterations: int, out: str) -> str:
+    return f"python -m validation.ablation train {name} --iterations {iterations} --out {out}"
+
+
+def _train(args) -> int:
+    from gfncp_pyro.train import Trainer
+
+    torch.set_num_threads(1)
+    config = config_for(args.name, args.iterations, args.seed)
+    out = Path(args.out) / args.name
+    resume = (out / "last.pt").exists()
+    trainer = Trainer(config, out, resume=resume, progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    print(json.dumps(trainer.fit()))
+    return 0
+
+
+def _report(args) -> int:
+    from validation.exact import main as exact_main
+
+    rows = []
+    for name in CONFIGS:
+        run = Path(args.out) / name
+        best = run / "best.pt"
+        if not best.exists():
+            continue
+        report_path = run / f"exact_N{args.N}.json"
+        if not report_path.exists() or args.rerun:
+            spec = ["--gfncp", str(best)] if CONFIGS[name]["objective"] == "gfncp" else ["--ncp", str(best)]
+            other = ["--ncp", "pretrained:mog2d-small:ncp"] if spec[0] == "--gfncp" else \
+                ["--gfncp", "pretrained:mog2d-small:gfncp"]
+            code = exact_main(["--N", str(args.N), "--datasets", str(args.datasets), *spec, *other,
+                               "--json", str(report_path), "--out", str(run / "figures"), "--no-progress"])
+            if code:
+                return code
+        report = json.loads(report_path.read_text())
+        model = "GFNCP" if CONFIGS[name]["objective"] == "gfncp" else "NCP"
+        metrics = report["models"][model]
+        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        best_step = min((r for r in log if "panel_tv" in r), key=lambda r: r["panel_tv"])["step"]
+        rows.append((name, best_step, log[-1]["step"], metrics, report["exact"]))
+    print("| run | best step / steps | TV | TV (orders) | reward TV | KL(q‖p) | top-10 mass | entropy q "
+          "(exact) | SDPP of MAP | command |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, best_step, steps, m, exact in rows:
+        print(f"| {name} | {best_step} / {steps} | {m['tv']['mean']:.3f} | {m['tv_orders']['mean']:.3f} | "
+              f"{m['reward_tv']['mean']:.3f} | {m['kl_qp']['mean']:.2f} | {m['q_mass_on_top10']['mean']:.2f} | "
+              f"{m['entropy_q']['mean']:.2f} ({exact['entropy']['mean']:.2f}) | {m['sdpp_map']['mean']:.3f} | "
+              f"`{command(name, steps, args.out)}` |")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m validation.ablation", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list").set_defaults(func=lambda args: print("\n".join(
+        f"{name}: {CONFIGS[name]}" for name in CONFIGS)) or 0)
+    train = sub.add_parser("train")
+    train.add_argument("name")
+    train.add_argument("--iterations", type=int, default=1500)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="runs/ablation")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train)
+    report = sub.add_parser("report")
+    report.add_argument("--out", default="runs/ablation")
+    report.add_argument("--N", type=int, default=8)
+    report.add_argument("--datasets", type=int, default=50)
+    report.add_argument("--rerun", action="store_true")
+    report.set_defaults(func=_report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
