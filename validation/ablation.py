@@ -41,6 +41,14 @@ CONFIGS: dict[str, dict] = {
     "offset-nll-policy": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0,
                               gauge="none", explore="policy", beta=0.5),
     "offset-cd": dict(objective="gfncp", flow="offset", reward="cd", lambda_cd=1.0, delta=0.0, gauge="none"),
+    # Likelihood first, then trajectory balance annealed in.
+    "offset-tb-ramp": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                           delta=0.0, gauge="none", mc_warmup=500, mc_ramp=500),
+    "offset-tb-ramp-w0.1": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll",
+                                lambda_cd=1.0, delta=0.0, gauge="none", mc_weight=0.1, mc_warmup=500,
+                                mc_ramp=500),
+    "consistent-tb-ramp": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll",
+                               lambda_cd=1.0, delta=0.0, gauge="none", mc_warmup=500, mc_ramp=500),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }

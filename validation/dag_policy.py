@@ -35,6 +35,7 @@ from gfncp_pyro.policy import (
     StepEnergies,
     encode_points,
     log_prob_orders,
+    state_log_flow_offsets,
     step_log_probs,
     taken_energies,
     teacher_force,
@@ -54,7 +55,8 @@ MAX_POLICY_N = 4
 
 
 def flow_residuals(
-    step_energies: StepEnergies, flow: Literal["consistent", "paper"] = "consistent"
+    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset"] = "consistent",
+    offsets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-flows of the states along each trajectory and their flow-matching residuals.
 
@@ -83,7 +85,9 @@ def flow_residuals(
 
     :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`, every
         step.
-    :param flow: ``"consistent"`` or ``"paper"``.
+    :param flow: ``"consistent"``, ``"paper"`` or ``"offset"`` (then ``log F(s) = -E[t, a_t] +
+        b_t`` with ``offsets`` ``(B, N_max)`` from
+        :func:`~gfncp_pyro.policy.state_log_flow_offsets`).
     :returns: ``log_flows (B, N_max)`` (0 at padding) and ``residuals (B, N_max)`` (0 at the
         terminal step ``t = N_b - 1`` and at padding).
     :raises ValueError: on an unknown ``flow`` or step energies of a step subset.
@@ -94,9 +98,11 @@ def flow_residuals(
             "computed on a step subset (teacher_force(..., step_subset=...)); call "
             "teacher_force without step_subset"
         )
-    by_step = marginal_consistency_residuals(step_energies, flow)  # [:, t]: parent t - 1
+    by_step = marginal_consistency_residuals(step_energies, flow, offsets)  # [:, t]: parent t - 1
     log_flows = -taken_energies(step_energies)
-    if flow != "consistent":
+    if flow == "offset":
+        log_flows = log_flows + offsets
+    elif flow != "consistent":
         shift = by_step - marginal_consistency_residuals(step_energies, "consistent")
         after = shift.flip(1).cumsum(1).flip(1)[:, 1:]  # [:, t]: sum over t' > t
         log_flows = log_flows - torch.cat([after, torch.zeros_like(shift[:, :1])], 1)
@@ -121,7 +127,8 @@ def annotate_dag(
     orders: torch.Tensor,
     labels: torch.Tensor,
     step_energies: StepEnergies,
-    flow: Literal["consistent", "paper"],
+    flow: Literal["consistent", "paper", "offset"],
+    offsets: torch.Tensor | None = None,
 ) -> float:
     """Put a policy's probabilities on the edges and its flows on the states of the DAG.
 
@@ -142,7 +149,7 @@ def annotate_dag(
     n = orders.shape[1]
     partial = {(d["order"], d["labels"]): v for v, d in dag.nodes(data=True) if d["kind"] == "partial"}
     terminal = {d["partition"]: v for v, d in dag.nodes(data=True) if d["kind"] == "terminal"}
-    log_flows, residuals = (v.tolist() for v in flow_residuals(step_energies, flow))
+    log_flows, residuals = (v.tolist() for v in flow_residuals(step_energies, flow, offsets))
     log_probs = step_log_probs(step_energies).tolist()
     actions = step_energies.actions.tolist()
     for _, _, edge in dag.out_edges("s0", data=True):
@@ -232,7 +239,7 @@ def check_policy_dag(
 
 
 def policy_dag(
-    dag: nx.DiGraph, net: EnergyNet, x: torch.Tensor, flow: Literal["consistent", "paper"],
+    dag: nx.DiGraph, net: EnergyNet, x: torch.Tensor, flow: Literal["consistent", "paper", "offset"],
     atol: float | None = None,
 ) -> dict:
     """Annotate the DAG of ``x``'s points with ``net``'s policy and flows, and verify it.
@@ -269,6 +276,7 @@ def policy_dag(
         h, u = encode_points(net, x.unsqueeze(0))
         encodings = Encodings(h.expand(orders.shape[0], -1, -1), u.expand(orders.shape[0], -1, -1))
         steps = teacher_force(net, None, labels, None, orders, encodings=encodings)
+        offsets = state_log_flow_offsets(net, encodings, None, orders) if flow == "offset" else None
         per_order = math.factorial(n)
         reference = torch.cat([log_prob_orders(net, x, labels[i], orders[i:i + per_order])
                                for i in range(0, orders.shape[0], per_order)])
@@ -276,7 +284,8 @@ def policy_dag(
         scale = float(torch.where(steps.candidate_mask, steps.energies, 0.0).abs().max())
         base = 1e-9 if x.dtype == torch.float64 else 1e-6
         atol = base + n * torch.finfo(x.dtype).eps * scale
-    disagreement = annotate_dag(dag, orders.cpu(), labels.cpu(), steps, flow)
+    disagreement = annotate_dag(dag, orders.cpu(), labels.cpu(), steps, flow,
+                                None if offsets is None else offsets.cpu())
     if disagreement > atol:
         raise AssertionError(f"trajectories through the same state disagree on its policy by {disagreement!r}")
     summary = check_policy_dag(dag, orders.cpu(), labels.cpu(), reference.cpu(), atol)

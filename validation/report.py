@@ -26,10 +26,11 @@ from .plots import plot_ecdfs, plot_top_partitions
 
 __all__ = ["run_validation", "compare_dp"]
 
-HEADLINE = ["tv", "tv_orders", "kl_pq", "kl_qp", "js", "map_agreement", "q_mass_on_top10", "sdpp_map",
-            "mc_true_paper", "mc_true_consistent", "is_log_evidence_error", "is_ess", "is_tv"]
-DP_HEADLINE = ["coclustering_mae", "is_coclustering_mae", "map_agreement", "sdpp_map", "is_log_evidence_error",
-               "is_ess"]
+HEADLINE = ["tv", "tv_orders", "kl_pq", "kl_qp", "js", "entropy_q", "reward_tv", "reward_kl_pq", "entropy_reward",
+            "map_agreement", "q_mass_on_top10", "sdpp_map", "mc_true_paper", "mc_true_consistent",
+            "is_log_evidence_error", "is_ess", "is_tv"]
+DP_HEADLINE = ["coclustering_mae", "is_coclustering_mae", "reward_coclustering_mae", "map_agreement", "sdpp_map",
+               "is_log_evidence_error", "is_ess", "reward_is_ess"]
 
 
 def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: int, sdpp_orders: int,
@@ -45,6 +46,12 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
     same = (samples.unsqueeze(-1) == samples.unsqueeze(-2)).double()
     exact_cc = dp.coclustering()
     off = ~torch.eye(n, dtype=torch.bool)
+    with torch.no_grad():  # the learned reward by self-normalised IS, q as proposal (gfncp_pyro.reward)
+        encodings = policy.encode_points(net, x.to(dtype).unsqueeze(0))
+        expanded = policy.Encodings(encodings.h.expand(num_importance, -1, -1),
+                                    encodings.u.expand(num_importance, -1, -1))
+        log_r = -policy.partition_energy(net, None, samples, encodings=expanded).double()
+    w_r = torch.softmax(log_r - log_q.double(), 0)
     greedy, _ = decoding.greedy(net, x.to(dtype))
     map_labels, _ = dp.map_partition()
     with torch.no_grad():
@@ -53,6 +60,8 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
     return {
         "coclustering_mae": float((same.mean(0) - exact_cc)[off].abs().mean()),
         "is_coclustering_mae": float(((w[:, None, None] * same).sum(0) - exact_cc)[off].abs().mean()),
+        "reward_coclustering_mae": float(((w_r[:, None, None] * same).sum(0) - exact_cc)[off].abs().mean()),
+        "reward_is_ess": float(1.0 / w_r.square().sum()),
         "map_agreement": float(torch.equal(greedy, map_labels)),
         "sdpp_map": float(sdpp.value),
         "is_log_evidence_error": float(torch.logsumexp(log_w, 0) - math.log(num_importance) - dp.log_evidence),
@@ -203,6 +212,6 @@ def _print(report: dict, use_dp: bool) -> None:
         cells = []
         for name in names:
             s = report["models"][name].get(metric)
-            cells.append(f"{s['mean']:>14.4g}{s['std']:>9.3g}{s['median']:>9.4g}" if s else f"{'-':>32}")
+            cells.append(f" {s['mean']:>13.4g} {s['std']:>8.3g} {s['median']:>8.4g}" if s else f"{'-':>32}")
         print(f"{metric:<24}" + "".join(cells))
     sys.stdout.flush()
