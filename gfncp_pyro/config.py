@@ -19,7 +19,7 @@ from .nn import EnergyNetConfig
 __all__ = ["TrainConfig", "PRESETS", "preset"]
 
 Objective = Literal["gfncp", "ncp"]
-Flow = Literal["consistent", "paper", "offset"]
+Flow = Literal["consistent", "paper", "offset", "state"]
 Balance = Literal["flow", "trajectory"]
 Gauge = Literal["final", "first", "none"]
 Explore = Literal["uniform", "policy"]
@@ -62,14 +62,17 @@ class TrainConfig:
     :param objective: ``"gfncp"`` (MC + delta reg + lambda CD, Alg. 1) or ``"ncp"`` (NLL, Eq. 11).
     :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"``,
         ``"paper"`` or ``"offset"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
-        ``"offset"`` turns on the network's ``flow_head``).
+        ``"offset"`` turns on the network's ``flow_head``, ``"state"`` its ``state_head``).
     :param balance: ``"flow"`` (Eq. 24) or ``"trajectory"`` (its trajectory-balance form), see
         :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
         first state's energy) or ``"none"``.
     :param float mc_weight: weight of the MC term once fully on.
     :param int mc_warmup: iterations with MC weight 0 (the likelihood alone first).
-    :param int mc_ramp: iterations over which the MC weight then rises linearly.
+    :param int mc_ramp: iterations over which the MC weight then rises linearly (with
+        ``mc_calibrate``: the MC gradient into the energies).
+    :param int mc_calibrate: iterations after the warm-up in which the MC term trains only the
+        log-flow offset head (see :class:`~gfncp_pyro.objectives.GFNCPObjective`).
     :param explore: exploration labels: ``"uniform"`` random partitions (Alg. 1) or ``"policy"``
         samples of the current policy.
     :param float beta: probability that a training set keeps its data partition; otherwise it
@@ -122,6 +125,7 @@ class TrainConfig:
     mc_weight: float = 1.0
     mc_warmup: int = 0
     mc_ramp: int = 0
+    mc_calibrate: int = 0
     explore: Explore = "uniform"
     beta: float = 0.999
     reward: Reward = "cd"
@@ -154,9 +158,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.flow == "offset" and not self.net.flow_head:
             object.__setattr__(self, "net", dataclasses.replace(self.net, flow_head=True))
+        if self.flow == "state" and not self.net.state_head:
+            object.__setattr__(self, "net", dataclasses.replace(self.net, state_head=True))
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow 'consistent' or 'offset' and mc_steps=None")
-        for name in ("mc_warmup", "mc_ramp", "panel_sets"):
+        for name in ("mc_warmup", "mc_ramp", "mc_calibrate", "panel_sets"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")

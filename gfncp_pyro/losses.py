@@ -42,7 +42,7 @@ __all__ = [
     "trajectory_balance",
 ]
 
-FLOWS = ("consistent", "paper", "offset")
+FLOWS = ("consistent", "paper", "offset", "state")
 """Flow parametrisations accepted by :func:`marginal_consistency`."""
 
 
@@ -114,19 +114,20 @@ def _check_parent_candidates(step_energies: StepEnergies) -> None:
 def _check_offsets(step_energies: StepEnergies, flow: str, offsets) -> None:
     if flow not in FLOWS:
         raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
-    if flow == "offset":
+    if flow in ("offset", "state"):
         if offsets is None:
-            raise ValueError("flow='offset' needs offsets=policy.state_log_flow_offsets(net, encodings, "
-                             "mask, orders) (the network must have flow_head=True)")
+            raise ValueError(f"flow={flow!r} needs offsets= (flow='offset': policy.state_log_flow_offsets(net, "
+                             "encodings, mask, orders) with flow_head=True; flow='state': "
+                             "policy.parent_log_flow_offsets(net, step_energies) with state_head=True)")
         if offsets.shape != step_energies.step_mask.shape:
             raise ValueError(f"offsets must have shape {tuple(step_energies.step_mask.shape)} (B, N_max), "
                              f"got {tuple(offsets.shape)}")
     elif offsets is not None:
-        raise ValueError(f"offsets apply to flow='offset' only, got flow={flow!r}")
+        raise ValueError(f"offsets apply to flow='offset' or 'state' only, got flow={flow!r}")
 
 
 def marginal_consistency_residuals(
-    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset"] = "consistent",
+    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset", "state"] = "consistent",
     offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The terms that Eq. (24) in [1] squares, one per step, ``(B, N_max)``.
@@ -139,9 +140,11 @@ def marginal_consistency_residuals(
 
     :param StepEnergies step_energies: from :func:`~gfncp_pyro.policy.teacher_force`.
     :param flow: ``"consistent"``, ``"paper"`` or ``"offset"``, see :func:`marginal_consistency`.
-    :param torch.Tensor offsets: ``(B, N_max)`` label-free log-flow offsets ``b_t`` of the states
-        (:func:`~gfncp_pyro.policy.state_log_flow_offsets`), for ``flow="offset"`` only; then
-        ``r[:, t]`` gains ``b_t - b_{t-1}``.
+    :param torch.Tensor offsets: ``(B, N_max)`` log-flow offsets ``b_t`` of the states after each
+        step, for ``flow="offset"`` (label-free,
+        :func:`~gfncp_pyro.policy.state_log_flow_offsets`) or ``flow="state"`` (per parent state,
+        :func:`~gfncp_pyro.policy.parent_log_flow_offsets`); then ``r[:, t]`` gains
+        ``b_t - b_{t-1}``.
     :returns: ``(B, N_max)``; 0 at ``t = 0`` and at padding, and on step energies of a step
         subset also at the steps not selected.
     :raises ValueError: on an unknown ``flow``, missing or misplaced ``offsets``, or
@@ -164,7 +167,7 @@ def marginal_consistency_residuals(
 
 
 def marginal_consistency(
-    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset"] = "consistent",
+    step_energies: StepEnergies, flow: Literal["consistent", "paper", "offset", "state"] = "consistent",
     offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Marginal-consistency (flow-matching) loss, Eq. (24) in [1], per set ``(B,)``.
@@ -187,7 +190,12 @@ def marginal_consistency(
         policy and is one constant per set on terminal states, so policy and reward are those of
         the shared energy, while ``b`` carries the log-normaliser of each step's marginals.
         Zero exactly when the energy's marginals are consistent up to one constant per
-        assigned set, which is what Eq. (23) needs.
+        assigned set, which is what Eq. (23) needs. ``"state"``: the same with an offset
+        ``beta_t`` computed from the parent state's features (its clusters too), shared by the
+        parent's children and 0 on terminal states: the state flows are then free up to
+        Eq. (23), which makes the loss a detailed-balance loss whose residuals sum to the
+        trajectory-balance residual ``log F(s_0) + log q(c | x, rho) - log R(c)``; it is zero
+        for every trajectory iff ``q(c | x, rho)`` is the normalised reward for every order.
     :param torch.Tensor offsets: for ``flow="offset"``, see
         :func:`marginal_consistency_residuals`.
     :raises ValueError: on an unknown ``flow``, missing or misplaced ``offsets``, or
@@ -198,7 +206,7 @@ def marginal_consistency(
 
 
 def trajectory_balance(
-    step_energies: StepEnergies, flow: Literal["consistent", "offset"] = "consistent",
+    step_energies: StepEnergies, flow: Literal["consistent", "offset", "state"] = "consistent",
     offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Trajectory-balance form of the same identity, per set ``(B,)``.
@@ -216,7 +224,7 @@ def trajectory_balance(
     """
     check_every_step(step_energies.step_subset, "trajectory_balance")
     if flow == "paper":
-        raise ValueError("trajectory_balance needs flow='consistent' or 'offset'")
+        raise ValueError("trajectory_balance needs flow='consistent', 'offset' or 'state'")
     return marginal_consistency_residuals(step_energies, flow, offsets).sum(1).square()
 
 

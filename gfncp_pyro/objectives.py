@@ -88,7 +88,7 @@ class GFNCPObjective:
 
     :param flow: state-flow parametrisation of the balance loss
         (:func:`~gfncp_pyro.losses.marginal_consistency`): ``"paper"``, ``"consistent"`` or
-        ``"offset"`` (needs a network with ``flow_head=True``).
+        ``"offset"`` (needs a network with ``flow_head=True``) or ``"state"`` (``state_head=True``).
     :param balance: ``"flow"`` (Eq. 24, a sum of squared per-step residuals) or
         ``"trajectory"`` (the square of their sum, :func:`~gfncp_pyro.losses.trajectory_balance`).
     :param reward: ``"cd"`` or ``"nll"``.
@@ -100,13 +100,20 @@ class GFNCPObjective:
         first).
     :param int mc_ramp: iterations over which the balance weight then rises linearly to
         ``mc_weight``.
+    :param int mc_calibrate: iterations, after the warm-up, during which the balance term is on
+        at full weight but its gradient reaches only the log-flow offset head (the energies
+        enter detached); then, over ``mc_ramp`` iterations, the gradient into the energies is
+        ramped in instead of the weight. With ``flow="offset"`` this fits the offsets to the
+        likelihood-trained energies first, so that the balance term starts from the small
+        residuals of an almost consistent policy instead of the arbitrary per-state levels
+        the likelihood leaves (it is blind to them). ``0``: the weight is ramped as above.
     :param explore: labels of the exploration sets (Alg. 1, line 9): ``"uniform"`` random
         partitions (drawn by the batch sampler) or ``"policy"`` samples of the current policy
         along the set's order (drawn here without gradient), i.e. states the policy visits.
     :param mc_steps: if set, the balance sum (and the NLL) on this many random steps per set.
     """
 
-    flow: Literal["consistent", "paper", "offset"] = "paper"
+    flow: Literal["consistent", "paper", "offset", "state"] = "paper"
     balance: Literal["flow", "trajectory"] = "flow"
     reward: Literal["cd", "nll"] = "cd"
     lambda_cd: float = 0.4
@@ -115,6 +122,7 @@ class GFNCPObjective:
     mc_weight: float = 1.0
     mc_warmup: int = 0
     mc_ramp: int = 0
+    mc_calibrate: int = 0
     explore: Literal["uniform", "policy"] = "uniform"
     mc_steps: int | None = None
 
@@ -129,9 +137,21 @@ class GFNCPObjective:
             return self.mc_weight
         if step < self.mc_warmup:
             return 0.0
-        if self.mc_ramp <= 0:
+        if self.mc_ramp <= 0 or self.mc_calibrate > 0:
             return self.mc_weight
         return self.mc_weight * min(1.0, (step - self.mc_warmup + 1) / self.mc_ramp)
+
+    def energy_gradient_scale(self, step: int | None) -> float:
+        """Fraction of the balance term's gradient that reaches the energies (the rest of it
+        only reaches the offset head): 0 while calibrating, then ramped to 1."""
+        if step is None or self.mc_calibrate <= 0:
+            return 1.0
+        start = self.mc_warmup + self.mc_calibrate
+        if step < start:
+            return 0.0
+        if self.mc_ramp <= 0:
+            return 1.0
+        return min(1.0, (step - start + 1) / self.mc_ramp)
 
     def _exploration_labels(self, net, batch, encodings, generator) -> torch.Tensor:
         explore = ~batch.is_data
@@ -165,14 +185,29 @@ class GFNCPObjective:
         kwargs = {"step_subset": subset, "parent_candidates": self.flow == "paper"} if subset is not None else {}
         steps = policy.teacher_force(net, None, labels, batch.mask, batch.orders, encodings=encodings,
                                      bf16=bf16, **kwargs)
-        offsets = (policy.state_log_flow_offsets(net, encodings, batch.mask, batch.orders, bf16=bf16)
-                   if self.flow == "offset" else None)
+        scale = self.energy_gradient_scale(step)
+        offsets = None
+        if self.flow == "offset":  # the shared encoder u reaches the offsets with the same scale
+            u = encodings.u if scale >= 1.0 else scale * encodings.u + (1.0 - scale) * encodings.u.detach()
+            offsets = policy.state_log_flow_offsets(net, policy.Encodings(encodings.h, u), batch.mask, batch.orders,
+                                                    bf16=bf16)
+        if self.flow == "state":
+            features = steps.state_features
+            if scale < 1.0:
+                features = scale * features + (1.0 - scale) * features.detach()
+            offsets = policy.parent_log_flow_offsets(net, steps._replace(state_features=features), bf16=bf16)
+        balance_steps = steps
+        if scale < 1.0:  # same values, a fraction of the gradient into the energies
+            mixed = scale * steps.energies + (1.0 - scale) * steps.energies.detach()
+            balance_steps = steps._replace(energies=torch.where(steps.candidate_mask, mixed, steps.energies.detach()))
         if self.balance == "trajectory":
-            mc = losses.trajectory_balance(steps, self.flow, offsets)
+            mc = losses.trajectory_balance(balance_steps, self.flow, offsets)
         else:
-            mc = losses.marginal_consistency(steps, self.flow, offsets)
+            mc = losses.marginal_consistency(balance_steps, self.flow, offsets)
         weight = self.balance_weight(step)
         parts = {"mc": float(mc.detach().mean()), "mc_weight": weight}
+        if self.mc_calibrate:
+            parts["mc_energy_gradient"] = scale
         total = weight * mc
         energy = None
         if self.gauge == "final" or (reward == "cd" and self.lambda_cd > 0):
@@ -212,5 +247,5 @@ def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjectiv
     return GFNCPObjective(
         flow=config.flow, balance=config.balance, reward=config.reward, lambda_cd=config.lambda_cd,
         delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
-        mc_ramp=config.mc_ramp, explore=config.explore, mc_steps=config.mc_steps,
+        mc_ramp=config.mc_ramp, mc_calibrate=config.mc_calibrate, explore=config.explore, mc_steps=config.mc_steps,
     )

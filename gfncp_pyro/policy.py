@@ -78,6 +78,7 @@ __all__ = [
     "teacher_force",
     "partition_energy",
     "state_log_flow_offsets",
+    "parent_log_flow_offsets",
     "taken_energies",
     "step_log_normalizer",
     "step_log_probs",
@@ -103,6 +104,11 @@ class StepEnergies(NamedTuple):
     :ivar step_subset: ``None`` when every step was computed, else the ``(B, N_max)`` bool
         steps selected by :func:`teacher_force`'s ``step_subset``; ``energies`` and
         ``candidate_mask`` then cover only what their residuals need.
+    :ivar state_features: ``(B, N_max, hidden)`` or ``None``: at step ``t`` the part of ``f``'s
+        first-layer input shared by every candidate, ``W_G S_t + W_U U_{t+1} + b`` (the state
+        before step ``t``, its cluster sums ``S_t``, and the points after step ``t``), every
+        step; it feeds the per-state log-flow offsets of ``flow="state"``
+        (:func:`parent_log_flow_offsets`).
     """
 
     energies: torch.Tensor
@@ -110,6 +116,7 @@ class StepEnergies(NamedTuple):
     actions: torch.Tensor
     step_mask: torch.Tensor
     step_subset: torch.Tensor | None = None
+    state_features: torch.Tensor | None = None
 
 
 class Encodings(NamedTuple):
@@ -331,7 +338,7 @@ def teacher_force(
         values = heads.energy(pre).to(dtype)
     energies = torch.full(needed.shape, math.inf, dtype=dtype, device=device)
     energies = energies.masked_scatter(needed, values)
-    return StepEnergies(energies, needed, actions, mask, subset)
+    return StepEnergies(energies, needed, actions, mask, subset, offset)
 
 
 def partition_energy(
@@ -402,6 +409,29 @@ def state_log_flow_offsets(
     with _autocast(device, bf16):
         offsets = net.log_flow_offset(assigned, unassigned).to(dtype)
     return torch.where(mask, offsets, 0.0)
+
+
+def parent_log_flow_offsets(net: EnergyNet, step_energies: StepEnergies, *, bf16: bool = False) -> torch.Tensor:
+    """Per-state log-flow offsets ``beta_t`` of ``flow="state"``, ``(B, N_max)``.
+
+    ``beta_t = net.state_log_flow_offset(state_features[:, t])`` is a function of the state
+    before step ``t`` (its clusters, not only which points it holds) and is shared by all the
+    candidates of step ``t``: the state after step ``t`` has log-flow ``-E[t, a_t] + beta_t``,
+    so the policy (a softmax over the candidates) is unchanged. ``beta`` is 0 at the last step
+    (terminal states keep the reward ``exp(-E[c_{1:N}])``, Eq. 22 in [1]) and at padding.
+
+    :param StepEnergies step_energies: from :func:`teacher_force` (it carries the features).
+    """
+    features = step_energies.state_features
+    if features is None:
+        raise ValueError("these StepEnergies carry no state_features; compute them with teacher_force")
+    device = features.device
+    with _autocast(device, bf16):
+        beta = net.state_log_flow_offset(features).to(features.dtype)
+    last = step_energies.step_mask.sum(1, keepdim=True) - 1
+    steps = torch.arange(features.shape[1], device=device)
+    keep = step_energies.step_mask & (steps < last)
+    return torch.where(keep, beta, 0.0)
 
 
 def _safe_energies(step_energies: StepEnergies) -> torch.Tensor:

@@ -236,3 +236,74 @@ def test_config_refuses_bad_objective_fields():
                 dict(panel_n=12, panel_sets=1), dict(mc_weight=-1.0)):
         with pytest.raises(ValueError):
             preset("mog2d-small", **bad)
+
+
+STATE_NET = ref.make_net(8, torch.float64, state_head=True)
+
+
+@torch.no_grad()
+def slow_parent_offsets(net, x, labels, order):
+    """``beta_t = beta(f's first layer on [sum_j g(H_j) of the state before step t, U_{t+1}])``, 0 at
+    the last step, with loops over steps and clusters."""
+    n = x.shape[0]
+    actions = ref.actions_along(labels, order)
+    out = []
+    for t in range(n):
+        G = torch.zeros(net.config.g_dim, dtype=x.dtype)
+        for j in range(len(set(actions[:t]))):
+            H = sum((net.h(x[order[s]]) for s in range(t) if actions[s] == j), torch.zeros(net.config.h_dim,
+                                                                                            dtype=x.dtype))
+            G = G + net.g(H)
+        U = sum((net.u(x[order[s]]) for s in range(t + 1, n)), torch.zeros(net.config.h_dim, dtype=x.dtype))
+        features = net.f_net[0](torch.cat([G, U]))
+        out.append(float(net.state_log_flow_offset(features)) if t < n - 1 else 0.0)
+    return out
+
+
+@given(batch=ref.padded_batches())
+@torch.no_grad()
+def test_parent_offsets_match_a_slow_loop_and_keep_the_policy(batch):
+    x, labels, mask, orders = ref.to_batch(*batch, torch.float64)
+    steps = policy.teacher_force(STATE_NET, x, labels, mask, orders)
+    beta = policy.parent_log_flow_offsets(STATE_NET, steps)
+    residuals = losses.marginal_consistency_residuals(steps, "state", beta)
+    for b in range(x.shape[0]):
+        n = int(mask[b].sum())
+        order = orders[b, :n].tolist()
+        expected = slow_parent_offsets(STATE_NET, x[b, :n], labels[b, :n].tolist(), order)
+        assert torch.allclose(beta[b, :n], torch.tensor(expected, dtype=torch.float64), atol=1e-9)
+        assert torch.all(beta[b, n:] == 0)
+        actions, rows = ref.step_energies(STATE_NET, x[b, :n], labels[b, :n], order)
+        slow = [0.0] + [float(rows[t - 1][actions[t - 1]]) + math.log(math.fsum(math.exp(-float(e)) for e in rows[t]))
+                        + expected[t] - expected[t - 1] for t in range(1, n)]
+        assert torch.allclose(residuals[b, :n], torch.tensor(slow, dtype=torch.float64), atol=1e-9)
+    # A network with the same energy but another beta head: the same policy (energies).
+    other = ref.make_net(8, torch.float64, state_head=True)
+    for p in other.beta_net.parameters():
+        p.add_(1.0)
+    assert torch.equal(policy.teacher_force(other, x, labels, mask, orders).energies, steps.energies)
+
+
+def test_parent_offsets_depend_on_the_clusters_of_the_parent_state():
+    """Two trajectories that reach different parent partitions of the same points get different
+    offsets (unlike the label-free head), the same at the first step."""
+    x, labels, mask, orders = ref.to_batch([[0, 0, 1, 1], [0, 1, 0, 1]], [[0, 1, 2, 3], [0, 1, 2, 3]], 9,
+                                           torch.float64)
+    x[1] = x[0]
+    with torch.no_grad():
+        beta = policy.parent_log_flow_offsets(STATE_NET, policy.teacher_force(STATE_NET, x, labels, mask, orders))
+    assert abs(float(beta[0, 0] - beta[1, 0])) < 1e-12 and abs(float(beta[0, 1] - beta[1, 1])) < 1e-12
+    assert abs(float(beta[0, 2] - beta[1, 2])) > 1e-6  # parents {0,1} vs {0},{1}
+    assert float(beta[0, 3]) == 0.0
+
+
+def test_state_objective_runs_and_needs_its_head():
+    config = preset("mog2d-small", flow="state", reward="nll", gauge="none", delta=0.0, n_max=7)
+    assert config.net.state_head and not config.net.flow_head
+    net = ref.make_net(2, torch.float64, state_head=True)
+    loss, parts = objective_from_config(config).loss(net, _batch(config), torch.Generator())
+    assert torch.isfinite(loss) and parts["mc"] >= 0
+    loss.backward()
+    assert net.beta_net[0].weight.grad is not None and float(net.beta_net[0].weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="per-state log-flow offset head"):
+        ref.make_net(1).state_log_flow_offset(torch.zeros(16))

@@ -49,6 +49,27 @@ CONFIGS: dict[str, dict] = {
                                 mc_ramp=500),
     "consistent-tb-ramp": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll",
                                lambda_cd=1.0, delta=0.0, gauge="none", mc_warmup=500, mc_ramp=500),
+    # Likelihood first, then the offsets calibrated on the detached energies, then the MC gradient
+    # into the energies ramped in.
+    "offset-nll-calibrate": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0,
+                                 gauge="none", mc_warmup=400, mc_calibrate=200, mc_ramp=400),
+    "offset-tb-calibrate": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll",
+                                lambda_cd=1.0, delta=0.0, gauge="none", mc_warmup=400, mc_calibrate=200,
+                                mc_ramp=400),
+    # Lighter balance terms from the start.
+    "offset-tb-w0.1": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                           delta=0.0, gauge="none", mc_weight=0.1),
+    "offset-tb-w0.01": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                            delta=0.0, gauge="none", mc_weight=0.01),
+    "offset-nll-w0.1": dict(objective="gfncp", flow="offset", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                            mc_weight=0.1),
+    # A per-state log-flow offset from the parent state's features (label-dependent, shared by
+    # the parent's children): detailed balance with free state flows.
+    "state-nll": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none"),
+    "state-nll-w0.1": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                           mc_weight=0.1),
+    "state-nll-ramp": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                           mc_warmup=400, mc_calibrate=200, mc_ramp=400),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }

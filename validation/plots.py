@@ -9,7 +9,7 @@ import torch
 
 from gfncp_pyro.partitions import labels_to_blocks
 
-__all__ = ["plot_top_partitions", "plot_ecdfs"]
+__all__ = ["plot_top_partitions", "plot_ecdfs", "plot_learning_curves", "read_panel_curve"]
 
 COLORS = {"exact": "#333333", "GFNCP": "#dd8452", "NCP": "#4c72b0"}
 
@@ -71,4 +71,47 @@ def plot_ecdfs(values: dict[str, dict[str, list[float]]], path: Path) -> None:
         ax.set_title(f"ECDF of {metric} over data sets")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def read_panel_curve(metrics_path: Path) -> dict[str, list[float]]:
+    """The fidelity-panel records of a run's ``metrics.jsonl``: ``{"step": [...], "panel_tv": [...],
+    ...}`` (the keys logged by :class:`gfncp_pyro.fidelity.FidelityPanel` with the ``panel_`` prefix)."""
+    import json
+
+    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "panel_tv" in r]
+    if not rows:
+        raise ValueError(f"{metrics_path} has no fidelity-panel records (train with panel_sets > 0)")
+    keys = ["step"] + [k for k in rows[0] if k.startswith("panel_")]
+    return {k: [r[k] for r in rows] for k in keys}
+
+
+def plot_learning_curves(runs: dict[str, Path], path: Path) -> None:
+    """TV to the exact posterior and entropy of q against the training step, one line per run.
+
+    :param runs: ``{label: metrics.jsonl path}`` of runs trained with a fidelity panel.
+    :param path: the PNG to write.
+    """
+    plt = _plt()
+    fig, (ax_tv, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
+    exact_entropy = None
+    for label, metrics in runs.items():
+        curve = read_panel_curve(metrics)
+        (line,) = ax_tv.plot(curve["step"], curve["panel_tv"], label=f"{label}: q")
+        if "panel_reward_tv" in curve:
+            ax_tv.plot(curve["step"], curve["panel_reward_tv"], linestyle=":", color=line.get_color(),
+                       label=f"{label}: reward")
+        ax_h.plot(curve["step"], curve["panel_entropy_q"], color=line.get_color(), label=label)
+        exact_entropy = curve["panel_entropy_p"][0]
+    if exact_entropy is not None:
+        ax_h.axhline(exact_entropy, color="black", linestyle="--", label="exact posterior")
+    ax_tv.set(xlabel="training step", ylabel="mean TV to the exact posterior", ylim=(0, 1),
+              title="fidelity panel (20 sets, N = 8)")
+    ax_h.set(xlabel="training step", ylabel="mean entropy of q (nats)", title="entropy")
+    ax_tv.legend(fontsize=7)
+    ax_h.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

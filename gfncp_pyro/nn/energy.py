@@ -95,6 +95,11 @@ class EnergyNetConfig:
         changes the policy or the reward, only the state flows. Default ``False`` (the paper's
         network; checkpoints without the field load with it off).
     :param int flow_head_layers: linear layers of that head.
+    :param bool state_head: add the per-state log-flow offset head ``beta``
+        (:meth:`EnergyNet.state_log_flow_offset`) used by ``flow="state"``; it reads the state's
+        features (``f``'s first-layer input shared by a step's candidates), so it depends on the
+        state's clusters, and like ``flow_head`` it never changes the policy or the reward.
+        Default ``False``.
     """
 
     x_dim: int = 2
@@ -108,6 +113,7 @@ class EnergyNetConfig:
     online: bool = False
     flow_head: bool = False
     flow_head_layers: int = 3
+    state_head: bool = False
 
     def __post_init__(self):
         if self.encoder not in ("mlp", "conv"):
@@ -213,6 +219,8 @@ class EnergyNet(nn.Module):
         if config.flow_head:
             b_sizes = [2 * config.h_dim] + [width] * (config.flow_head_layers - 1) + [1]
             self.b_net = mlp(b_sizes)
+        if config.state_head:
+            self.beta_net = mlp([width] * config.flow_head_layers + [1])
 
     @property
     def point_shape(self) -> tuple[int, ...]:
@@ -281,6 +289,22 @@ class EnergyNet(nn.Module):
         A = A.expand(*lead, A.shape[-1])
         U = U.expand(*lead, U.shape[-1])
         return forward_layers(self.b_net, torch.cat([A, U], dim=-1)).squeeze(-1)
+
+    def state_log_flow_offset(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-state log-flow offset ``beta`` from a state's features ``(..., hidden) -> (...)``.
+
+        ``features`` is the part of ``f``'s first-layer input that a step's candidates share,
+        ``W_G sum_k g(H_k) + W_U U + b`` of the state before the step (see
+        :func:`gfncp_pyro.policy.parent_log_flow_offsets`). With ``flow="state"`` the children of
+        that state get log-flows ``-E[child] + beta``: a softmax over them is unchanged, so
+        ``beta`` shapes the state flows of Eq. (23) only.
+
+        :raises ValueError: if the network was built without ``state_head``.
+        """
+        if not self.config.state_head:
+            raise ValueError("this network has no per-state log-flow offset head; build it with "
+                             "EnergyNetConfig(state_head=True) (flow='state' does so)")
+        return forward_layers(self.beta_net, features).squeeze(-1)
 
     def f(self, G: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         """Energy ``f(G, U)`` (Eq. 15): ``G (..., g_dim), U (..., h_dim) -> (...)``.
