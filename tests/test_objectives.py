@@ -159,7 +159,7 @@ def test_offset_flow_needs_offsets_and_a_head():
     steps = policy.teacher_force(NET, x, labels, mask, orders)
     with pytest.raises(ValueError, match="offsets="):
         losses.marginal_consistency(steps, "offset")
-    with pytest.raises(ValueError, match="flow='offset' only"):
+    with pytest.raises(ValueError, match="flow=.offset. or .state. only"):
         losses.marginal_consistency(steps, "consistent", torch.zeros(1, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="no log-flow offset head"):
         ref.make_net(1).log_flow_offset(torch.zeros(8), torch.zeros(8))
