@@ -70,6 +70,18 @@ CONFIGS: dict[str, dict] = {
                            mc_weight=0.1),
     "state-nll-ramp": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
                            mc_warmup=400, mc_calibrate=200, mc_ramp=400),
+    # No exploration sets, or the policy's own samples instead of uniform partitions (at N = 32
+    # uniform partitions have trajectory-balance residuals ~100x the data's).
+    "state-nll-b1": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                         beta=1.0),
+    "offset-tb-b1": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                         delta=0.0, gauge="none", beta=1.0),
+    "state-nll-policy": dict(objective="gfncp", flow="state", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                             explore="policy", beta=0.75),
+    "offset-tb-policy": dict(objective="gfncp", flow="offset", balance="trajectory", reward="nll", lambda_cd=1.0,
+                             delta=0.0, gauge="none", explore="policy", beta=0.75),
+    "consistent-nll-b1": dict(objective="gfncp", flow="consistent", reward="nll", lambda_cd=1.0, delta=0.0,
+                              gauge="none", beta=1.0),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }

@@ -76,6 +76,12 @@ def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_lab
         steps = policy.teacher_force(net, x.to(dtype)[None], true_labels[None])
         out["mc_true_paper"] = float(losses.marginal_consistency(steps, "paper"))
         out["mc_true_consistent"] = float(losses.marginal_consistency(steps, "consistent"))
+        if net.config.state_head:  # the model's own flows (Eq. 24 with its per-state offsets)
+            out["mc_true_state"] = float(losses.marginal_consistency(
+                steps, "state", policy.parent_log_flow_offsets(net, steps)))
+        if net.config.flow_head:
+            offsets = policy.state_log_flow_offsets(net, policy.encode_points(net, x.to(dtype)[None]))
+            out["mc_true_offset"] = float(losses.marginal_consistency(steps, "offset", offsets))
     # Self-normalised importance sampling with q (identity order) as the proposal.
     samples, log_q_s = decoding.sample(net, x.to(dtype), num_importance, generator=generator)
     index = torch.searchsorted(partition_codes(exact.labels), partition_codes(samples))

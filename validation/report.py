@@ -27,7 +27,8 @@ from .plots import plot_ecdfs, plot_top_partitions
 __all__ = ["run_validation", "compare_dp"]
 
 HEADLINE = ["tv", "tv_orders", "kl_pq", "kl_qp", "js", "entropy_q", "reward_tv", "reward_kl_pq", "entropy_reward",
-            "map_agreement", "q_mass_on_top10", "sdpp_map", "mc_true_paper", "mc_true_consistent",
+            "map_agreement", "q_mass_on_top10", "sdpp_map", "mc_true_paper", "mc_true_consistent", "mc_true_offset",
+            "mc_true_state",
             "is_log_evidence_error", "is_ess", "is_tv"]
 DP_HEADLINE = ["coclustering_mae", "is_coclustering_mae", "reward_coclustering_mae", "map_agreement", "sdpp_map",
                "is_log_evidence_error", "is_ess", "reward_is_ess"]
@@ -168,7 +169,8 @@ def run_validation(args) -> int:
                                  args.importance, args.sdpp_orders, generator)
             log_q[name] = result.pop("log_q")
             if t_true is None:
-                result.pop("mc_true_paper"), result.pop("mc_true_consistent")
+                for key in [k for k in result if k.startswith("mc_true_")]:
+                    result.pop(key)
             per_model[name].append(result)
         if len(cases) < 3:
             cases.append({"title": f"data set {i} (N={n}): exact posterior vs q(c|x) along the identity order",
