@@ -21,7 +21,7 @@ __all__ = ["TrainConfig", "PRESETS", "preset"]
 Objective = Literal["gfncp", "ncp"]
 Flow = Literal["consistent", "paper", "offset", "state"]
 Balance = Literal["flow", "trajectory"]
-Gauge = Literal["final", "first", "none"]
+Gauge = Literal["final", "first", "normalizer", "none"]
 Explore = Literal["uniform", "policy"]
 SelectBy = Literal["loss", "panel_tv"]
 Reward = Literal["cd", "nll"]
@@ -66,7 +66,8 @@ class TrainConfig:
     :param balance: ``"flow"`` (Eq. 24) or ``"trajectory"`` (its trajectory-balance form), see
         :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
-        first state's energy) or ``"none"``.
+        first state's energy), ``"normalizer"`` (each non-terminal step's log-normaliser) or
+        ``"none"``.
     :param float mc_weight: weight of the MC term once fully on.
     :param int mc_warmup: iterations with MC weight 0 (the likelihood alone first).
     :param int mc_ramp: iterations over which the MC weight then rises linearly (with

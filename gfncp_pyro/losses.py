@@ -38,6 +38,7 @@ __all__ = [
     "energy_regularizer",
     "final_energy",
     "first_energy",
+    "normalizer_gauge",
     "ncp_nll",
     "trajectory_balance",
 ]
@@ -243,6 +244,25 @@ def first_energy(step_energies: StepEnergies) -> torch.Tensor:
     """Energy of the first state ``E[c_1] = E[0, 0]`` per set ``(B,)``: the learned
     ``-log`` partition function of the consistent flow (``-log F(s_0)``)."""
     return taken_energies(step_energies)[:, 0]
+
+
+def normalizer_gauge(step_energies: StepEnergies) -> torch.Tensor:
+    """Mean square of the non-terminal steps' log-normalisers ``logsumexp_k(-E[t, k])``, ``(B,)``.
+
+    Steps ``t = 0 .. N_b - 2`` (or the selected ones among them on a step subset); 0 for
+    ``N_b = 1``. Adding a constant to all candidates of a step changes neither the policy
+    (Eqs. 10 and 21 in [1]) nor, with a per-state flow offset that absorbs it, any flow: this
+    penalty only picks the energies' level in that free direction (a gauge fix).
+    """
+    lse = step_log_normalizer(step_energies)
+    last = step_energies.step_mask.sum(1, keepdim=True) - 1
+    t = torch.arange(lse.shape[1], device=lse.device)
+    steps = step_energies.step_mask & (t < last)
+    if step_energies.step_subset is not None:
+        steps = steps & step_energies.candidate_mask.any(-1)
+    count = steps.sum(1)
+    total = torch.where(steps, lse.square(), 0.0).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1).to(total.dtype), 0.0)
 
 
 def contrastive_divergence(energy_data: torch.Tensor, energy_sample: torch.Tensor) -> torch.Tensor:

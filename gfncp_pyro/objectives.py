@@ -12,7 +12,10 @@ GFNCP's terms, per set ``b`` (energies from one teacher-forced pass along the se
   every set, data and exploration;
 - **gauge** (weight ``delta``): a penalty that fixes the energy's free additive constant:
   ``"final"`` is Eq. (28), ``E[c_{1:N}]^2`` on every set; ``"first"`` penalises only the first
-  state's energy ``E[c_1]``; ``"none"`` adds nothing;
+  state's energy ``E[c_1]``; ``"normalizer"`` the mean square of each non-terminal step's
+  log-normaliser ``logsumexp_k(-E[t, k])`` (with ``flow="state"`` a direction that changes
+  neither the policy nor any flow, so it fixes the energies' free per-state level without
+  fighting the other terms); ``"none"`` adds nothing;
 - **reward** (weight ``lambda_cd``, data sets only): ``"cd"``, the contrastive-divergence
   surrogate of Eqs. (26)-(27) with one policy sample, or ``"nll"``, the trajectory likelihood
   ``-log q(c | x, rho)`` (equal to Eq. 26 wherever the balance loss is zero).
@@ -94,7 +97,7 @@ class GFNCPObjective:
     :param reward: ``"cd"`` or ``"nll"``.
     :param float lambda_cd: weight of the reward term.
     :param float delta: weight of the gauge term.
-    :param gauge: ``"final"`` (Eq. 28 on every set), ``"first"`` or ``"none"``.
+    :param gauge: ``"final"`` (Eq. 28 on every set), ``"first"``, ``"normalizer"`` or ``"none"``.
     :param float mc_weight: weight of the balance term once fully on.
     :param int mc_warmup: iterations with balance weight 0 (likelihood only: the NCP solution
         first).
@@ -118,7 +121,7 @@ class GFNCPObjective:
     reward: Literal["cd", "nll"] = "cd"
     lambda_cd: float = 0.4
     delta: float = 0.6
-    gauge: Literal["final", "first", "none"] = "final"
+    gauge: Literal["final", "first", "normalizer", "none"] = "final"
     mc_weight: float = 1.0
     mc_warmup: int = 0
     mc_ramp: int = 0
@@ -215,6 +218,8 @@ class GFNCPObjective:
         if self.gauge != "none":
             if self.gauge == "final":
                 reg = losses.energy_regularizer(energy)
+            elif self.gauge == "normalizer":
+                reg = losses.normalizer_gauge(steps)
             else:
                 reg = first_state_energy(net, encodings, batch.orders, batch.mask, bf16=bf16).square()
             total = total + self.delta * reg

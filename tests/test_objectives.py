@@ -307,3 +307,16 @@ def test_state_objective_runs_and_needs_its_head():
     assert net.beta_net[0].weight.grad is not None and float(net.beta_net[0].weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="per-state log-flow offset head"):
         ref.make_net(1).state_log_flow_offset(torch.zeros(16))
+
+
+def test_normalizer_gauge_matches_a_loop_and_ignores_the_last_step():
+    x, labels, mask, orders = ref.to_batch([[0, 1, 0, 2, 1], [0, 0], [0]], [[4, 2, 0, 1, 3], [1, 0], [0]], 3,
+                                           torch.float64)
+    with torch.no_grad():
+        steps = policy.teacher_force(NET, x, labels, mask, orders)
+        gauge = losses.normalizer_gauge(steps)
+    for b, n in enumerate(mask.sum(1).tolist()):
+        _, rows = ref.step_energies(NET, x[b, :n], labels[b, :n], orders[b, :n].tolist())
+        values = [math.log(math.fsum(math.exp(-float(e)) for e in rows[t].detach())) ** 2 for t in range(n - 1)]
+        expected = math.fsum(values) / len(values) if values else 0.0
+        assert abs(float(gauge[b]) - expected) < 1e-9
