@@ -20,7 +20,7 @@ __all__ = ["TrainConfig", "PRESETS", "preset"]
 
 Objective = Literal["gfncp", "ncp"]
 Flow = Literal["consistent", "paper", "offset", "state"]
-Balance = Literal["flow", "trajectory"]
+Balance = Literal["flow", "trajectory", "variance"]
 Gauge = Literal["final", "first", "normalizer", "none"]
 Explore = Literal["uniform", "policy"]
 SelectBy = Literal["loss", "panel_tv"]
@@ -63,8 +63,12 @@ class TrainConfig:
     :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"``,
         ``"paper"`` or ``"offset"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
         ``"offset"`` turns on the network's ``flow_head``, ``"state"`` its ``state_head``).
-    :param balance: ``"flow"`` (Eq. 24) or ``"trajectory"`` (its trajectory-balance form), see
+    :param balance: ``"flow"`` (Eq. 24), ``"trajectory"`` (its trajectory-balance form) or
+        ``"variance"`` (trajectory balance with ``log Z`` optimised out, over
+        ``balance_orders`` orders and ``balance_samples`` policy samples per set), see
         :class:`~gfncp_pyro.objectives.GFNCPObjective`.
+    :param int balance_orders: see above.
+    :param int balance_samples: see above.
     :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
         first state's energy), ``"normalizer"`` (each non-terminal step's log-normaliser) or
         ``"none"``.
@@ -122,6 +126,8 @@ class TrainConfig:
     objective: Objective = "gfncp"
     flow: Flow = "paper"
     balance: Balance = "flow"
+    balance_orders: int = 2
+    balance_samples: int = 1
     gauge: Gauge = "final"
     mc_weight: float = 1.0
     mc_warmup: int = 0
@@ -163,6 +169,10 @@ class TrainConfig:
             object.__setattr__(self, "net", dataclasses.replace(self.net, state_head=True))
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow 'consistent' or 'offset' and mc_steps=None")
+        if self.objective == "gfncp":
+            from .objectives import objective_from_config
+
+            objective_from_config(self)  # the objective's own checks (e.g. balance='variance')
         for name in ("mc_warmup", "mc_ramp", "mc_calibrate", "panel_sets"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -9,7 +9,13 @@ GFNCP's terms, per set ``b`` (energies from one teacher-forced pass along the se
 
 - **balance** (weight ``mc_weight``, optionally scheduled): the marginal-consistency loss of
   Eq. (24) (``balance="flow"``) or its trajectory-balance form (``balance="trajectory"``), on
-  every set, data and exploration;
+  every set, data and exploration; or ``balance="variance"``: trajectory balance with the
+  log-partition function optimised out, the variance over several trajectories of the same set
+  of ``log q(c | x, rho) + E[c_{1:N}]`` (the data partition along ``balance_orders`` random
+  orders and ``balance_samples`` policy samples along their own orders). It is zero for every
+  set iff the policy is the normalised reward for every order (Eq. 19), needs no learned
+  ``log Z(x)`` (whose errors otherwise reach the policy as noise), and along orders alone it
+  is the variance of ``log q(c | x, rho)`` over ``rho``: order dependence itself;
 - **gauge** (weight ``delta``): a penalty that fixes the energy's free additive constant:
   ``"final"`` is Eq. (28), ``E[c_{1:N}]^2`` on every set; ``"first"`` penalises only the first
   state's energy ``E[c_1]``; ``"normalizer"`` the mean square of each non-terminal step's
@@ -92,8 +98,13 @@ class GFNCPObjective:
     :param flow: state-flow parametrisation of the balance loss
         (:func:`~gfncp_pyro.losses.marginal_consistency`): ``"paper"``, ``"consistent"`` or
         ``"offset"`` (needs a network with ``flow_head=True``) or ``"state"`` (``state_head=True``).
-    :param balance: ``"flow"`` (Eq. 24, a sum of squared per-step residuals) or
-        ``"trajectory"`` (the square of their sum, :func:`~gfncp_pyro.losses.trajectory_balance`).
+    :param balance: ``"flow"`` (Eq. 24, a sum of squared per-step residuals),
+        ``"trajectory"`` (the square of their sum, :func:`~gfncp_pyro.losses.trajectory_balance`)
+        or ``"variance"`` (see the module docstring; ``flow`` is then irrelevant).
+    :param int balance_orders: orders of the data partition per set for ``"variance"``
+        (the batch's own order and ``balance_orders - 1`` more); the reward term averages
+        the NLL over them.
+    :param int balance_samples: policy samples per set for ``"variance"``.
     :param reward: ``"cd"`` or ``"nll"``.
     :param float lambda_cd: weight of the reward term.
     :param float delta: weight of the gauge term.
@@ -117,7 +128,9 @@ class GFNCPObjective:
     """
 
     flow: Literal["consistent", "paper", "offset", "state"] = "paper"
-    balance: Literal["flow", "trajectory"] = "flow"
+    balance: Literal["flow", "trajectory", "variance"] = "flow"
+    balance_orders: int = 2
+    balance_samples: int = 1
     reward: Literal["cd", "nll"] = "cd"
     lambda_cd: float = 0.4
     delta: float = 0.6
@@ -133,6 +146,12 @@ class GFNCPObjective:
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow='consistent' or 'offset' and every step "
                              "(mc_steps=None)")
+        if self.balance == "variance":
+            if self.mc_steps is not None or self.reward != "nll":
+                raise ValueError("balance='variance' needs every step (mc_steps=None) and reward='nll'")
+            if self.balance_orders < 1 or self.balance_samples < 0 or self.balance_orders + self.balance_samples < 2:
+                raise ValueError("balance='variance' needs balance_orders >= 1, balance_samples >= 0 and at "
+                                 "least two trajectories per set")
 
     def balance_weight(self, step: int | None) -> float:
         """Weight of the balance term at iteration ``step`` (``None``: fully on)."""
@@ -155,6 +174,9 @@ class GFNCPObjective:
         if self.mc_ramp <= 0:
             return 1.0
         return min(1.0, (step - start + 1) / self.mc_ramp)
+
+    def _variance_loss(self, net, batch, generator, step, bf16):
+        return _variance_loss_impl(self, net, batch, generator, step, bf16)
 
     def _exploration_labels(self, net, batch, encodings, generator) -> torch.Tensor:
         explore = ~batch.is_data
@@ -182,6 +204,8 @@ class GFNCPObjective:
         with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is).
         """
         reward = reward or self.reward
+        if self.balance == "variance":
+            return self._variance_loss(net, batch, generator, step, bf16)
         subset = _step_subset(self.mc_steps, batch, generator)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         labels = self._exploration_labels(net, batch, encodings, generator)
@@ -245,12 +269,64 @@ class GFNCPObjective:
         return loss, parts
 
 
+def _variance_loss_impl(objective: "GFNCPObjective", net: EnergyNet, batch: "TrainingBatch",
+                        generator: torch.Generator, step: int | None, bf16: bool):
+    """``balance="variance"``: see :meth:`GFNCPObjective.loss` and the module docstring."""
+    from .data import random_orders
+
+    lengths = batch.mask.sum(1)
+    encodings = policy.encode_points(net, batch.x, bf16=bf16)
+    R, M, B = objective.balance_orders, objective.balance_samples, batch.x.shape[0]
+    orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(R - 1)]
+    labels = [batch.labels] * R
+    if M:
+        sample_orders = random_orders(lengths.cpu(), generator).to(batch.orders.device)
+        detached = policy.Encodings(encodings.h.detach(), encodings.u.detach())
+        with torch.no_grad():
+            samples, _ = decoding.sample(net, batch.x, M, mask=batch.mask, orders=sample_orders, generator=generator,
+                                         encodings=detached)
+        for j in range(M):
+            labels.append(torch.where(batch.mask, samples[:, j], batch.labels))
+            orders.append(sample_orders)
+    T = R + M
+    stacked = policy.Encodings(encodings.h.repeat(T, 1, 1), encodings.u.repeat(T, 1, 1))
+    steps = policy.teacher_force(net, None, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
+                                 encodings=stacked, bf16=bf16)
+    log_q = policy.trajectory_log_prob(steps).view(T, B)
+    delta = log_q + losses.final_energy(steps).view(T, B)  # log q(c | x, rho) - log R(c)
+    balance = delta.var(0, correction=0)
+    weight = objective.balance_weight(step)
+    total = weight * balance
+    parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
+             "order_var": float(log_q[:R].detach().var(0, correction=0).mean()) if R > 1 else 0.0}
+    if objective.gauge != "none":
+        first = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
+                               actions=steps.actions[:B], step_mask=steps.step_mask[:B],
+                               state_features=None)
+        if objective.gauge == "final":
+            reg = losses.final_energy(first).square()
+        elif objective.gauge == "normalizer":
+            reg = losses.normalizer_gauge(first)
+        else:
+            reg = losses.first_energy(first).square()
+        total = total + objective.delta * reg
+        parts["reg"] = float(reg.detach().mean())
+    loss = total.mean()
+    keep = batch.is_data
+    if objective.lambda_cd > 0 and bool(keep.any()):
+        nll = -log_q[:R].mean(0)[keep]
+        loss = loss + objective.lambda_cd * nll.sum() / keep.numel()
+        parts["nll"] = float(nll.detach().mean())
+    return loss, parts
+
+
 def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjective:
     """The objective object of a :class:`~gfncp_pyro.config.TrainConfig`."""
     if config.objective == "ncp":
         return NCPObjective(mc_steps=config.mc_steps)
     return GFNCPObjective(
-        flow=config.flow, balance=config.balance, reward=config.reward, lambda_cd=config.lambda_cd,
+        flow=config.flow, balance=config.balance, balance_orders=config.balance_orders,
+        balance_samples=config.balance_samples, reward=config.reward, lambda_cd=config.lambda_cd,
         delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
         mc_ramp=config.mc_ramp, mc_calibrate=config.mc_calibrate, explore=config.explore, mc_steps=config.mc_steps,
     )

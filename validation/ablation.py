@@ -82,6 +82,16 @@ CONFIGS: dict[str, dict] = {
                              delta=0.0, gauge="none", explore="policy", beta=0.75),
     "consistent-nll-b1": dict(objective="gfncp", flow="consistent", reward="nll", lambda_cd=1.0, delta=0.0,
                               gauge="none", beta=1.0),
+    # Trajectory balance with log Z optimised out: the variance of log q + E over trajectories of
+    # the same set (the data partition along R orders and M policy samples).
+    "variance-r2-m1": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=1,
+                           reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
+    "variance-r4-m0": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=0,
+                           reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
+    "variance-r2-m2": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=2,
+                           reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
+    "variance-r2-m1-w0.1": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=1,
+                                reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0, mc_weight=0.1),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }
