@@ -41,6 +41,7 @@ __all__ = [
     "normalizer_gauge",
     "ncp_nll",
     "trajectory_balance",
+    "trajectory_variance",
 ]
 
 FLOWS = ("consistent", "paper", "offset", "state")
@@ -227,6 +228,25 @@ def trajectory_balance(
     if flow == "paper":
         raise ValueError("trajectory_balance needs flow='consistent', 'offset' or 'state'")
     return marginal_consistency_residuals(step_energies, flow, offsets).sum(1).square()
+
+
+def trajectory_variance(log_q: torch.Tensor, energy_final: torch.Tensor) -> torch.Tensor:
+    """Trajectory balance with the log-partition function optimised out, per set ``(B,)``.
+
+    For ``T`` trajectories ``i`` of the same set (partitions ``c_i`` along orders ``rho_i``),
+    ``delta_i = log q(c_i | x, rho_i) + E[c_i]`` is ``log q - log R``; trajectory balance asks
+    ``delta_i = -log Z(x)`` for all of them, and the best constant is their mean, so the loss is
+    the (population) variance of ``delta`` over the ``T`` trajectories. Zero iff ``q(c | x,
+    rho)`` is proportional to the reward ``exp(-E[c])`` on those trajectories (Eq. 19 in [1]);
+    for one partition along several orders, the variance of ``log q(c | x, rho)`` over orders.
+
+    :param torch.Tensor log_q: ``(T, B)`` trajectory log-probabilities (Eq. 30 without 1/N!).
+    :param torch.Tensor energy_final: ``(T, B)`` energies ``E[c_{1:N}]`` of their partitions.
+    """
+    if log_q.shape != energy_final.shape or log_q.ndim != 2 or log_q.shape[0] < 2:
+        raise ValueError(f"log_q and energy_final must both be (T, B) with T >= 2 trajectories per set, got "
+                         f"{tuple(log_q.shape)} and {tuple(energy_final.shape)}")
+    return (log_q + energy_final).var(0, correction=0)
 
 
 def final_energy(step_energies: StepEnergies) -> torch.Tensor:

@@ -293,8 +293,7 @@ def _variance_loss_impl(objective: "GFNCPObjective", net: EnergyNet, batch: "Tra
     steps = policy.teacher_force(net, None, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
                                  encodings=stacked, bf16=bf16)
     log_q = policy.trajectory_log_prob(steps).view(T, B)
-    delta = log_q + losses.final_energy(steps).view(T, B)  # log q(c | x, rho) - log R(c)
-    balance = delta.var(0, correction=0)
+    balance = losses.trajectory_variance(log_q, losses.final_energy(steps).view(T, B))
     weight = objective.balance_weight(step)
     total = weight * balance
     parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,

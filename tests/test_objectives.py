@@ -320,3 +320,65 @@ def test_normalizer_gauge_matches_a_loop_and_ignores_the_last_step():
         values = [math.log(math.fsum(math.exp(-float(e)) for e in rows[t].detach())) ** 2 for t in range(n - 1)]
         expected = math.fsum(values) / len(values) if values else 0.0
         assert abs(float(gauge[b]) - expected) < 1e-9
+
+
+def test_trajectory_variance_matches_a_loop():
+    gen = torch.Generator().manual_seed(0)
+    log_q, energy = torch.randn(3, 5, generator=gen, dtype=torch.float64), torch.randn(3, 5, generator=gen,
+                                                                                       dtype=torch.float64)
+    import statistics
+
+    got = losses.trajectory_variance(log_q, energy)
+    for b in range(5):
+        assert abs(float(got[b]) - statistics.pvariance([float(log_q[i, b] + energy[i, b]) for i in range(3)])) < 1e-12
+    with pytest.raises(ValueError, match="T >= 2"):
+        losses.trajectory_variance(log_q[:1], energy[:1])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(2, 6), st.integers(0, 10_000))
+def test_variance_balance_is_zero_at_the_oracle_and_not_elsewhere(n, seed):
+    """The oracle energy (exact prefix marginals, E[c_{1:N}] = -log p(c | x) + any constant):
+    log q + E is the same for every partition and order, so the variance balance is 0; a
+    perturbed last step breaks it."""
+    gen = torch.Generator().manual_seed(seed)
+    mixture = CRPMixture(alpha=1.0, sigma_mu=4.0, sigma_x=1.0, dim=2)
+    batch = mixture.sample_batch(torch.tensor([n]), gen, dtype=torch.float64)
+    exact = exact_posterior(batch.x[0], 1.0, likelihood=mixture.likelihood)
+    log_q, energy, bad = [], [], []
+    for _ in range(4):
+        pick = int(torch.randint(0, exact.labels.shape[0], (1,), generator=gen))
+        steps = oracle_step_energies(exact, exact.labels[pick], torch.randperm(n, generator=gen))
+        shifted = steps._replace(energies=steps.energies + 3.0)  # a common constant: same policy
+        log_q.append(policy.trajectory_log_prob(shifted))
+        energy.append(losses.final_energy(shifted))
+        noisy = shifted.energies.clone()
+        noisy[0, -1] += torch.randn(noisy.shape[-1], generator=gen, dtype=torch.float64)
+        bad.append(policy.trajectory_log_prob(shifted._replace(energies=noisy)) + losses.final_energy(shifted))
+    assert float(losses.trajectory_variance(torch.stack(log_q), torch.stack(energy))) < 1e-18
+    zeros = torch.zeros(4, 1, dtype=torch.float64)
+    assert float(losses.trajectory_variance(torch.stack(bad), zeros)) > 1e-8
+
+
+def test_variance_objective_averages_the_nll_over_orders_and_trains():
+    config = preset("mog2d-small", balance="variance", balance_orders=3, balance_samples=1, reward="nll",
+                    gauge="none", delta=0.0, beta=1.0, n_max=7, lambda_cd=1.0)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    objective = objective_from_config(config)
+    loss, parts = objective.loss(net, batch, torch.Generator().manual_seed(1))
+    assert torch.isfinite(loss) and parts["mc"] >= 0 and parts["order_var"] >= 0
+    # The NLL part: the batch's own order and two more drawn from the generator, averaged.
+    from gfncp_pyro.data import random_orders
+
+    gen = torch.Generator().manual_seed(1)
+    lengths = batch.mask.sum(1)
+    orders = [batch.orders, random_orders(lengths, gen), random_orders(lengths, gen)]
+    with torch.no_grad():
+        expected = torch.stack([-policy.log_prob(net, batch.x, batch.labels, batch.mask, o) for o in orders]).mean()
+    assert abs(parts["nll"] - float(expected)) < 1e-9
+    loss.backward()
+    with pytest.raises(ValueError, match="variance"):
+        preset("mog2d-small", balance="variance", reward="cd")
+    with pytest.raises(ValueError, match="variance"):
+        preset("mog2d-small", balance="variance", balance_orders=1, balance_samples=0, reward="nll")
