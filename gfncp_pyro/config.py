@@ -69,6 +69,8 @@ class TrainConfig:
         :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param int balance_orders: see above.
     :param int balance_samples: see above.
+    :param bool detach_reward: the variance balance trains the policy only (the reward learns
+        from the likelihood), see :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
         first state's energy), ``"normalizer"`` (each non-terminal step's log-normaliser) or
         ``"none"``.
@@ -128,6 +130,7 @@ class TrainConfig:
     balance: Balance = "flow"
     balance_orders: int = 2
     balance_samples: int = 1
+    detach_reward: bool = False
     gauge: Gauge = "final"
     mc_weight: float = 1.0
     mc_warmup: int = 0

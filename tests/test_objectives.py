@@ -382,3 +382,17 @@ def test_variance_objective_averages_the_nll_over_orders_and_trains():
         preset("mog2d-small", balance="variance", reward="cd")
     with pytest.raises(ValueError, match="variance"):
         preset("mog2d-small", balance="variance", balance_orders=1, balance_samples=0, reward="nll")
+
+
+def test_detached_reward_changes_gradients_not_values():
+    base = dict(balance="variance", balance_orders=2, balance_samples=2, reward="nll", gauge="none", delta=0.0,
+                beta=1.0, n_max=7, lambda_cd=0.0)
+    grads = {}
+    for detach in (False, True):
+        config = preset("mog2d-small", detach_reward=detach, **base)
+        net = ref.make_net(2, torch.float64)
+        loss, _ = objective_from_config(config).loss(net, _batch(config), torch.Generator().manual_seed(4))
+        loss.backward()
+        grads[detach] = (float(loss.detach()), torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert abs(grads[False][0] - grads[True][0]) < 1e-12
+    assert not torch.allclose(grads[False][1], grads[True][1])

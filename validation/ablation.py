@@ -92,6 +92,14 @@ CONFIGS: dict[str, dict] = {
                            reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
     "variance-r2-m1-w0.1": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=1,
                                 reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0, mc_weight=0.1),
+    # The same with the reward detached in the balance term: the policy is distilled towards the
+    # reward on its own samples, the reward learns from the likelihood along several orders.
+    "variance-r4-m2-detached": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=2,
+                                    detach_reward=True, reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                                    beta=1.0),
+    "variance-r2-m2-detached": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=2,
+                                    detach_reward=True, reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                                    beta=1.0),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }
@@ -125,38 +133,45 @@ def _train(args) -> int:
     return 0
 
 
+def _panel(run: Path) -> tuple[dict, dict]:
+    """The last and the best (lowest TV) fidelity-panel records of a run."""
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    panel = [r for r in log if "panel_tv" in r]
+    return panel[-1], min(panel, key=lambda r: r["panel_tv"])
+
+
 def _report(args) -> int:
     from validation.exact import main as exact_main
 
     rows = []
     for name in CONFIGS:
         run = Path(args.out) / name
-        best = run / "best.pt"
-        if not best.exists():
+        checkpoint = run / f"{args.checkpoint}.pt"
+        if not checkpoint.exists():
             continue
-        report_path = run / f"exact_N{args.N}.json"
+        report_path = run / f"exact_N{args.N}_{args.checkpoint}.json"
         if not report_path.exists() or args.rerun:
-            spec = ["--gfncp", str(best)] if CONFIGS[name]["objective"] == "gfncp" else ["--ncp", str(best)]
-            other = ["--ncp", "pretrained:mog2d-small:ncp"] if spec[0] == "--gfncp" else \
-                ["--gfncp", "pretrained:mog2d-small:gfncp"]
-            code = exact_main(["--N", str(args.N), "--datasets", str(args.datasets), *spec, *other,
-                               "--json", str(report_path), "--out", str(run / "figures"), "--no-progress"])
+            gfncp = CONFIGS[name]["objective"] == "gfncp"
+            spec = ["--gfncp", str(checkpoint), "--ncp", "pretrained:mog2d-small:ncp"] if gfncp else \
+                ["--ncp", str(checkpoint), "--gfncp", "pretrained:mog2d-small:gfncp"]
+            code = exact_main(["--N", str(args.N), "--datasets", str(args.datasets), *spec, "--json",
+                               str(report_path), "--out", str(run / "figures"), "--no-progress"])
             if code:
                 return code
         report = json.loads(report_path.read_text())
         model = "GFNCP" if CONFIGS[name]["objective"] == "gfncp" else "NCP"
-        metrics = report["models"][model]
-        log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        best_step = min((r for r in log if "panel_tv" in r), key=lambda r: r["panel_tv"])["step"]
-        rows.append((name, best_step, log[-1]["step"], metrics, report["exact"]))
-    print("| run | best step / steps | TV | TV (orders) | reward TV | KL(q‖p) | top-10 mass | entropy q "
-          "(exact) | SDPP of MAP | command |")
+        last, best = _panel(run)
+        rows.append((name, last, best, report["models"][model], report["exact"]))
+    print(f"Evaluated: each run's {args.checkpoint}.pt, `python -m validation.exact --N {args.N} --datasets "
+          f"{args.datasets}` (seed 0). Panel: the trainer's 20-set fidelity panel (N = 8, its own seed).\n")
+    print("| run | steps | panel TV at the end (best, step) | TV | TV over orders | reward TV | KL(q‖p) | "
+          "top-10 mass | entropy of q (exact) | SDPP of exact MAP |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, best_step, steps, m, exact in rows:
-        print(f"| {name} | {best_step} / {steps} | {m['tv']['mean']:.3f} | {m['tv_orders']['mean']:.3f} | "
-              f"{m['reward_tv']['mean']:.3f} | {m['kl_qp']['mean']:.2f} | {m['q_mass_on_top10']['mean']:.2f} | "
-              f"{m['entropy_q']['mean']:.2f} ({exact['entropy']['mean']:.2f}) | {m['sdpp_map']['mean']:.3f} | "
-              f"`{command(name, steps, args.out)}` |")
+    for name, last, best, m, exact in rows:
+        print(f"| {name} | {last['step']} | {last['panel_tv']:.3f} ({best['panel_tv']:.3f}, {best['step']}) | "
+              f"{m['tv']['mean']:.3f} | {m['tv_orders']['mean']:.3f} | {m['reward_tv']['mean']:.3f} | "
+              f"{m['kl_qp']['mean']:.2f} | {m['q_mass_on_top10']['mean']:.2f} | {m['entropy_q']['mean']:.2f} "
+              f"({exact['entropy']['mean']:.2f}) | {m['sdpp_map']['mean']:.3f} |")
     return 0
 
 
@@ -177,6 +192,8 @@ def main(argv=None) -> int:
     report.add_argument("--N", type=int, default=8)
     report.add_argument("--datasets", type=int, default=50)
     report.add_argument("--rerun", action="store_true")
+    report.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                        help="which checkpoint of each run to evaluate (default: the state after the budget)")
     report.set_defaults(func=_report)
     args = parser.parse_args(argv)
     return args.func(args)
