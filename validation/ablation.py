@@ -100,6 +100,11 @@ CONFIGS: dict[str, dict] = {
     "variance-r2-m2-detached": dict(objective="gfncp", balance="variance", balance_orders=2, balance_samples=2,
                                     detach_reward=True, reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
                                     beta=1.0),
+    "variance-r4-m2-detached-warm": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=2,
+                                         detach_reward=True, reward="nll", lambda_cd=1.0, delta=0.0, gauge="none",
+                                         beta=1.0, mc_warmup=400, mc_ramp=400),
+    "variance-r8-m0": dict(objective="gfncp", balance="variance", balance_orders=8, balance_samples=0,
+                           reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }
