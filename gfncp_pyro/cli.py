@@ -34,7 +34,7 @@ _OVERRIDES = {
     "val_sets": ("val_sets", int), "grad_clip": ("grad_clip", float),
     "data": ("data_path", str), "split": ("split", str),
     "balance": ("balance", str), "balance_orders": ("balance_orders", int),
-    "balance_samples": ("balance_samples", int), "gauge": ("gauge", str), "mc_weight": ("mc_weight", float),
+    "balance_samples": ("balance_samples", int), "balance_target": ("balance_target", str), "gauge": ("gauge", str), "mc_weight": ("mc_weight", float),
     "mc_warmup": ("mc_warmup", int), "mc_ramp": ("mc_ramp", int), "mc_calibrate": ("mc_calibrate", int), "explore": ("explore", str),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
 }

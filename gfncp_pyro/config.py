@@ -23,6 +23,7 @@ Flow = Literal["consistent", "paper", "offset", "state"]
 Balance = Literal["flow", "trajectory", "variance"]
 Gauge = Literal["final", "first", "normalizer", "none"]
 Explore = Literal["uniform", "policy"]
+BalanceTarget = Literal["mean", "max"]
 SelectBy = Literal["loss", "panel_tv"]
 Reward = Literal["cd", "nll"]
 Data = Literal["mog", "images", "embeddings"]
@@ -69,6 +70,8 @@ class TrainConfig:
         :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param int balance_orders: see above.
     :param int balance_samples: see above.
+    :param balance_target: ``"mean"`` or ``"max"``, see
+        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param bool detach_reward: the variance balance trains the policy only (the reward learns
         from the likelihood), see :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
@@ -130,6 +133,7 @@ class TrainConfig:
     balance: Balance = "flow"
     balance_orders: int = 2
     balance_samples: int = 1
+    balance_target: BalanceTarget = "mean"
     detach_reward: bool = False
     gauge: Gauge = "final"
     mc_weight: float = 1.0
@@ -161,7 +165,7 @@ class TrainConfig:
             object.__setattr__(self, "net", EnergyNetConfig.from_dict(self.net))
         if self.objective not in ("gfncp", "ncp"):
             raise ValueError(f"objective must be 'gfncp' or 'ncp', got {self.objective!r}")
-        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore),
+        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore), ("balance_target", BalanceTarget),
                            ("select_by", SelectBy)):
             allowed = get_args(kind)
             if getattr(self, name) not in allowed:

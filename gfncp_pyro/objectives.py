@@ -105,6 +105,11 @@ class GFNCPObjective:
         (the batch's own order and ``balance_orders - 1`` more); the reward term averages
         the NLL over them.
     :param int balance_samples: policy samples per set for ``"variance"``.
+    :param balance_target: ``"variance"`` only: ``"mean"`` penalises each trajectory's
+        ``delta = log q + E`` against the set's mean (the variance), ``"max"`` against the
+        set's largest ``delta`` held fixed, so the term only lifts the orders (and samples) that
+        lag behind and never pushes a data trajectory's likelihood down. Both are zero exactly
+        when all ``delta`` agree.
     :param bool detach_reward: ``"variance"`` only: the rewards ``E[c_{1:N}]`` enter the balance
         term without gradient, so the term trains the policy towards order invariance and
         towards the reward (on its own samples) but never drags the reward towards the policy;
@@ -135,6 +140,7 @@ class GFNCPObjective:
     balance: Literal["flow", "trajectory", "variance"] = "flow"
     balance_orders: int = 2
     balance_samples: int = 1
+    balance_target: Literal["mean", "max"] = "mean"
     detach_reward: bool = False
     reward: Literal["cd", "nll"] = "cd"
     lambda_cd: float = 0.4
@@ -299,7 +305,12 @@ def _variance_loss_impl(objective: "GFNCPObjective", net: EnergyNet, batch: "Tra
                                  encodings=stacked, bf16=bf16)
     log_q = policy.trajectory_log_prob(steps).view(T, B)
     energy = losses.final_energy(steps).view(T, B)
-    balance = losses.trajectory_variance(log_q, energy.detach() if objective.detach_reward else energy)
+    energy = energy.detach() if objective.detach_reward else energy
+    if objective.balance_target == "max":
+        delta = log_q + energy
+        balance = (delta - delta.detach().amax(0)).square().mean(0)
+    else:
+        balance = losses.trajectory_variance(log_q, energy)
     weight = objective.balance_weight(step)
     total = weight * balance
     parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
@@ -331,7 +342,8 @@ def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjectiv
         return NCPObjective(mc_steps=config.mc_steps)
     return GFNCPObjective(
         flow=config.flow, balance=config.balance, balance_orders=config.balance_orders,
-        balance_samples=config.balance_samples, detach_reward=config.detach_reward, reward=config.reward, lambda_cd=config.lambda_cd,
+        balance_samples=config.balance_samples, balance_target=config.balance_target,
+        detach_reward=config.detach_reward, reward=config.reward, lambda_cd=config.lambda_cd,
         delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
         mc_ramp=config.mc_ramp, mc_calibrate=config.mc_calibrate, explore=config.explore, mc_steps=config.mc_steps,
     )

@@ -105,6 +105,18 @@ CONFIGS: dict[str, dict] = {
                                          beta=1.0, mc_warmup=400, mc_ramp=400),
     "variance-r8-m0": dict(objective="gfncp", balance="variance", balance_orders=8, balance_samples=0,
                            reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
+    "variance-r4-m2-detached-warm-w0.1": dict(objective="gfncp", balance="variance", balance_orders=4,
+                                              balance_samples=2, detach_reward=True, reward="nll", lambda_cd=1.0,
+                                              delta=0.0, gauge="none", beta=1.0, mc_warmup=400, mc_ramp=400,
+                                              mc_weight=0.1),
+    # The likelihood along 4 orders per set and no balance term: what the extra orders alone do.
+    "variance-r4-m0-w0": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=0,
+                              reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0, mc_weight=0.0),
+    # Order consistency that only lifts the lagging orders (target: the best order, held fixed).
+    "variance-r4-m0-max": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=0,
+                               balance_target="max", reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0),
+    "variance-r4-m0-w0.3": dict(objective="gfncp", balance="variance", balance_orders=4, balance_samples=0,
+                                reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", beta=1.0, mc_weight=0.3),
     "consistent-tb": dict(objective="gfncp", flow="consistent", balance="trajectory", reward="nll", lambda_cd=1.0,
                           delta=0.0, gauge="none"),
 }
