@@ -165,8 +165,8 @@ class TrainConfig:
             object.__setattr__(self, "net", EnergyNetConfig.from_dict(self.net))
         if self.objective not in ("gfncp", "ncp"):
             raise ValueError(f"objective must be 'gfncp' or 'ncp', got {self.objective!r}")
-        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore), ("balance_target", BalanceTarget),
-                           ("select_by", SelectBy)):
+        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore),
+                           ("balance_target", BalanceTarget), ("select_by", SelectBy)):
             allowed = get_args(kind)
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
