@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-from gfncp_pyro.config import preset  # noqa: E402
+from gfncp_pyro.config import PAPER_OBJECTIVE, preset  # noqa: E402
 from gfncp_pyro.train import Trainer  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     if torch.cuda.is_available():
         lines = [measure(obj, bf16, args.iterations, args.warmup, "cuda")
                  for obj in ("gfncp", "ncp") for bf16 in (False, True)]
-        lines.append(measure("gfncp", True, args.iterations, args.warmup, "cuda", mc_steps=64))
+        lines.append(measure("gfncp", True, args.iterations, args.warmup, "cuda", mc_steps=64, **PAPER_OBJECTIVE))
     else:
         lines = ["no CUDA device: CPU fallback with reduced sets (N in [20, 60], 2 iterations), for testing only",
                  measure("gfncp", False, 2, 1, "cpu", n_min=20, n_max=60)]

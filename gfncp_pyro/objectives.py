@@ -158,8 +158,13 @@ class GFNCPObjective:
             raise ValueError("balance='trajectory' needs flow='consistent' or 'offset' and every step "
                              "(mc_steps=None)")
         if self.balance == "variance":
-            if self.mc_steps is not None or self.reward != "nll":
-                raise ValueError("balance='variance' needs every step (mc_steps=None) and reward='nll'")
+            if self.mc_steps is not None:
+                raise ValueError("balance='variance' needs every step: mc_steps must be None (for sampled steps "
+                                 "use balance='flow', e.g. the paper's objective config.PAPER_OBJECTIVE)")
+            if self.reward != "nll":
+                raise ValueError("reward='cd' needs balance='flow' (the paper's objective: flow='paper', "
+                                 "balance='flow', reward='cd'); balance='variance' learns the reward by the "
+                                 "likelihood (reward='nll')")
             if self.balance_orders < 1 or self.balance_samples < 0 or self.balance_orders + self.balance_samples < 2:
                 raise ValueError("balance='variance' needs balance_orders >= 1, balance_samples >= 0 and at "
                                  "least two trajectories per set")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from gfncp_pyro import decoding, losses, policy
-from gfncp_pyro.config import preset
+from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.objectives import GFNCPObjective, NCPObjective, first_state_energy, objective_from_config
@@ -54,7 +54,8 @@ def _previous_formula(net, config, batch, generator):
 
 @pytest.mark.parametrize("flow,reward", [("paper", "cd"), ("consistent", "nll"), ("consistent", "cd")])
 def test_gfncp_objective_equals_the_previous_formula(flow, reward):
-    config = preset("mog2d-small", flow=flow, reward=reward, beta=0.5, n_max=9)
+    config = preset("mog2d-small", flow=flow, reward=reward, beta=0.5, n_max=9, balance="flow", gauge="final",
+                    delta=0.6, lambda_cd=0.4)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
     assert bool(batch.is_data.any()) and not bool(batch.is_data.all())
@@ -85,7 +86,7 @@ def test_balance_weight_schedule():
 
 def test_warmup_objective_is_the_likelihood_alone():
     config = preset("mog2d-small", flow="offset", reward="nll", lambda_cd=1.0, gauge="none", delta=0.0, beta=1.0,
-                    mc_warmup=5, n_max=9)
+                    mc_warmup=5, n_max=9, balance="flow")
     net = ref.make_net(2, torch.float64, flow_head=True)
     batch = _batch(config)
     objective = objective_from_config(config)
@@ -197,7 +198,7 @@ def test_objective_is_zero_at_the_oracle_energy_with_any_label_free_offset(n, se
 
 
 def test_policy_exploration_replaces_only_the_exploration_labels():
-    config = preset("mog2d-small", flow="offset", reward="nll", explore="policy", beta=0.5, n_max=9)
+    config = preset("mog2d-small", flow="offset", reward="nll", explore="policy", beta=0.5, n_max=9, balance="flow")
     net = ref.make_net(2, torch.float64, flow_head=True)
     batch = _batch(config)
     objective = objective_from_config(config)
@@ -217,7 +218,7 @@ def test_trainer_logs_the_panel_and_selects_best_by_it(tmp_path):
 
     config = preset("mog2d-small", flow="offset", reward="nll", lambda_cd=1.0, gauge="none", delta=0.0,
                     iterations=4, val_every=2, val_sets=8, batch_size=4, n_max=6, panel_sets=3,
-                    select_by="panel_tv")
+                    select_by="panel_tv", balance="flow")
     trainer = Trainer(config, tmp_path, progress=False)
     trainer.fit()
     import json
@@ -232,7 +233,8 @@ def test_trainer_logs_the_panel_and_selects_best_by_it(tmp_path):
 
 def test_config_refuses_bad_objective_fields():
     for bad in (dict(gauge="mean"), dict(balance="sub"), dict(explore="beam"), dict(mc_warmup=-1),
-                dict(select_by="panel_tv"), dict(flow="paper", balance="trajectory"),
+                dict(select_by="panel_tv", panel_sets=0), dict(flow="paper", balance="trajectory"),
+                dict(reward="cd"), dict(mc_steps=4), dict(balance_target="min"),
                 dict(panel_n=12, panel_sets=1), dict(mc_weight=-1.0)):
         with pytest.raises(ValueError):
             preset("mog2d-small", **bad)
@@ -298,7 +300,7 @@ def test_parent_offsets_depend_on_the_clusters_of_the_parent_state():
 
 
 def test_state_objective_runs_and_needs_its_head():
-    config = preset("mog2d-small", flow="state", reward="nll", gauge="none", delta=0.0, n_max=7)
+    config = preset("mog2d-small", flow="state", reward="nll", gauge="none", delta=0.0, n_max=7, balance="flow")
     assert config.net.state_head and not config.net.flow_head
     net = ref.make_net(2, torch.float64, state_head=True)
     loss, parts = objective_from_config(config).loss(net, _batch(config), torch.Generator())
@@ -396,3 +398,25 @@ def test_detached_reward_changes_gradients_not_values():
         grads[detach] = (float(loss.detach()), torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert abs(grads[False][0] - grads[True][0]) < 1e-12
     assert not torch.allclose(grads[False][1], grads[True][1])
+
+
+def test_old_checkpoint_configs_keep_their_objective():
+    """A config dict saved before the objective fields existed reads as the objective it trained with."""
+    old = preset("mog2d-small", **PAPER_OBJECTIVE).to_dict()
+    for key in ("balance", "balance_orders", "balance_samples", "balance_target", "detach_reward", "gauge",
+                "mc_weight", "mc_warmup", "mc_ramp", "mc_calibrate", "explore", "panel_sets", "panel_n", "select_by"):
+        old.pop(key)
+    config = TrainConfig.from_dict(old)
+    assert config.balance == "flow" and config.gauge == "final" and config.flow == "paper" and config.reward == "cd"
+    from gfncp_pyro.pretrained import load_pretrained
+
+    _, shipped = load_pretrained("mog2d-small", "gfncp_consistent", with_config=True)
+    assert shipped.balance == "flow" and shipped.flow == "consistent"
+
+
+def test_max_target_only_lifts_lagging_orders():
+    config = preset("mog2d-small", balance_target="max", beta=1.0, n_max=7, lambda_cd=0.0)
+    net = ref.make_net(3, torch.float64)
+    batch = _batch(config)
+    loss, parts = objective_from_config(config).loss(net, batch, torch.Generator().manual_seed(2))
+    assert float(loss.detach()) >= parts["order_var"] - 1e-12  # mean square to the max >= the variance

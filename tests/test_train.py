@@ -14,7 +14,7 @@ from gfncp_pyro.partitions import is_canonical
 from gfncp_pyro.train import NonFiniteLossError, Trainer, batch_loss, draw_batch, iteration_generator
 
 TINY = dict(iterations=6, batch_size=8, n_max=10, val_sets=8, val_every=3, device="cpu",
-            net_h_dim=16, net_g_dim=32, net_hidden=16)
+            net_h_dim=16, net_g_dim=32, net_hidden=16, panel_sets=0, select_by="loss")
 
 
 def tiny(**changes) -> TrainConfig:
@@ -206,7 +206,8 @@ def test_sampler_used_by_training_is_the_models():
 @pytest.mark.parametrize("flow", ["paper", "consistent"])
 @pytest.mark.parametrize("reward", ["cd", "nll"])
 def test_step_subsampled_training_runs(tmp_path, flow, reward):
-    trainer = Trainer(tiny(iterations=2, mc_steps=2, flow=flow, reward=reward), tmp_path, progress=False)
+    trainer = Trainer(tiny(iterations=2, mc_steps=2, flow=flow, reward=reward, balance="flow", gauge="final"),
+                      tmp_path, progress=False)
     record = trainer.train_step()
     assert math.isfinite(record["loss"]) and math.isfinite(record["mc"])
 
