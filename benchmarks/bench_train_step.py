@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-from gfncp_pyro.config import TrainConfig, preset  # noqa: E402
+from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset  # noqa: E402
 from gfncp_pyro.nn import EnergyNet  # noqa: E402
 from gfncp_pyro.objectives import objective_from_config  # noqa: E402
 from gfncp_pyro.train import draw_batch, iteration_generator  # noqa: E402
@@ -46,11 +46,8 @@ BATCH, N = 64, 100
 
 CASES: dict[str, dict] = {
     "gfncp default": {},
-    "gfncp default, 32 MC steps": dict(mc_steps=32),
-    "gfncp paper flow + CD": dict(flow="paper", reward="cd", balance="flow", gauge="final", delta=0.6,
-                                  lambda_cd=0.4, mc_warmup=0, mc_calibrate=0, mc_ramp=0),
-    "gfncp paper flow + CD, 32 MC steps": dict(flow="paper", reward="cd", balance="flow", gauge="final", delta=0.6,
-                                               lambda_cd=0.4, mc_warmup=0, mc_calibrate=0, mc_ramp=0, mc_steps=32),
+    "gfncp paper objective": dict(PAPER_OBJECTIVE, beta=0.999),
+    "gfncp paper objective, 32 MC steps": dict(PAPER_OBJECTIVE, beta=0.999, mc_steps=32),
     "ncp": dict(objective="ncp"),
     "ncp, 16 steps": dict(objective="ncp", mc_steps=16),
 }
@@ -58,10 +55,7 @@ CASES: dict[str, dict] = {
 
 def config_of(changes: dict) -> TrainConfig:
     """The ``mog2d`` preset with N = 100, batch 64, on the CPU, and ``changes``."""
-    base = preset("mog2d", n_min=N, n_max=N, batch_size=BATCH, device="cpu")
-    if "balance" not in changes and changes.get("mc_steps") and base.balance == "trajectory":
-        changes = dict(changes, balance="flow")  # trajectory balance needs every step
-    return base.replace(**changes)
+    return preset("mog2d", n_min=N, n_max=N, batch_size=BATCH, device="cpu").replace(**changes)
 
 
 class Iteration:

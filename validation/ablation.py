@@ -8,6 +8,7 @@ finished run's ``best.pt`` with the exact validation and prints the markdown tab
     python -m validation.ablation list
     python -m validation.ablation train offset-nll --iterations 1500 --out runs/ablation
     python -m validation.ablation report --out runs/ablation --datasets 50
+    python -m validation.ablation curves runs/final-gfncp runs/final-ncp --labels GFNCP NCP
 """
 
 from __future__ import annotations
@@ -199,6 +200,17 @@ def _report(args) -> int:
     return 0
 
 
+def _curves(args) -> int:
+    from validation.plots import plot_learning_curves
+
+    labels = args.labels or [Path(run).name for run in args.runs]
+    if len(labels) != len(args.runs):
+        raise SystemExit("give one --labels entry per run")
+    plot_learning_curves({label: Path(run) / "metrics.jsonl" for label, run in zip(labels, args.runs)}, args.png)
+    print(f"wrote {args.png}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.ablation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +231,11 @@ def main(argv=None) -> int:
     report.add_argument("--checkpoint", choices=("last", "best"), default="last",
                         help="which checkpoint of each run to evaluate (default: the state after the budget)")
     report.set_defaults(func=_report)
+    curves = sub.add_parser("curves", help="PNG of the fidelity panel's TV and entropy against the step")
+    curves.add_argument("runs", nargs="+", help="run directories trained with a fidelity panel")
+    curves.add_argument("--labels", nargs="+", default=None)
+    curves.add_argument("--png", type=Path, default=Path("validation/results/learning_curves.png"))
+    curves.set_defaults(func=_curves)
     args = parser.parse_args(argv)
     return args.func(args)
 
