@@ -191,8 +191,62 @@ class GFNCPObjective:
             return 1.0
         return min(1.0, (step - start + 1) / self.mc_ramp)
 
-    def _variance_loss(self, net, batch, generator, step, bf16):
-        return _variance_loss_impl(self, net, batch, generator, step, bf16)
+    def _variance_loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator,
+                       step: int | None, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        """``balance="variance"``: the NLL averaged over ``balance_orders`` orders of the data
+        partition plus the weighted variance of ``log q + E`` over those trajectories and
+        ``balance_samples`` policy samples (module docstring), plus the gauge term."""
+        from .data import random_orders
+
+        lengths = batch.mask.sum(1)
+        encodings = policy.encode_points(net, batch.x, bf16=bf16)
+        R, M, B = self.balance_orders, self.balance_samples, batch.x.shape[0]
+        orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(R - 1)]
+        labels = [batch.labels] * R
+        if M:
+            sample_orders = random_orders(lengths.cpu(), generator).to(batch.orders.device)
+            detached = policy.Encodings(encodings.h.detach(), encodings.u.detach())
+            with torch.no_grad():
+                samples, _ = decoding.sample(net, batch.x, M, mask=batch.mask, orders=sample_orders, generator=generator,
+                                             encodings=detached)
+            for j in range(M):
+                labels.append(torch.where(batch.mask, samples[:, j], batch.labels))
+                orders.append(sample_orders)
+        T = R + M
+        stacked = policy.Encodings(encodings.h.repeat(T, 1, 1), encodings.u.repeat(T, 1, 1))
+        steps = policy.teacher_force(net, None, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
+                                     encodings=stacked, bf16=bf16)
+        log_q = policy.trajectory_log_prob(steps).view(T, B)
+        energy = losses.final_energy(steps).view(T, B)
+        energy = energy.detach() if self.detach_reward else energy
+        if self.balance_target == "max":
+            delta = log_q + energy
+            balance = (delta - delta.detach().amax(0)).square().mean(0)
+        else:
+            balance = losses.trajectory_variance(log_q, energy)
+        weight = self.balance_weight(step)
+        total = weight * balance
+        parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
+                 "order_var": float(log_q[:R].detach().var(0, correction=0).mean()) if R > 1 else 0.0}
+        if self.gauge != "none":
+            first = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
+                                   actions=steps.actions[:B], step_mask=steps.step_mask[:B],
+                                   state_features=None)
+            if self.gauge == "final":
+                reg = losses.final_energy(first).square()
+            elif self.gauge == "normalizer":
+                reg = losses.normalizer_gauge(first)
+            else:
+                reg = losses.first_energy(first).square()
+            total = total + self.delta * reg
+            parts["reg"] = float(reg.detach().mean())
+        loss = total.mean()
+        keep = batch.is_data
+        if self.lambda_cd > 0 and bool(keep.any()):
+            nll = -log_q[:R].mean(0)[keep]
+            loss = loss + self.lambda_cd * nll.sum() / keep.numel()
+            parts["nll"] = float(nll.detach().mean())
+        return loss, parts
 
     def _exploration_labels(self, net, batch, encodings, generator) -> torch.Tensor:
         explore = ~batch.is_data
@@ -283,62 +337,6 @@ class GFNCPObjective:
                 loss = loss + self.lambda_cd * cd.sum() / keep.numel()
                 parts["cd"] = float(cd.detach().mean())
         return loss, parts
-
-
-def _variance_loss_impl(objective: "GFNCPObjective", net: EnergyNet, batch: "TrainingBatch",
-                        generator: torch.Generator, step: int | None, bf16: bool):
-    """``balance="variance"``: see :meth:`GFNCPObjective.loss` and the module docstring."""
-    from .data import random_orders
-
-    lengths = batch.mask.sum(1)
-    encodings = policy.encode_points(net, batch.x, bf16=bf16)
-    R, M, B = objective.balance_orders, objective.balance_samples, batch.x.shape[0]
-    orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(R - 1)]
-    labels = [batch.labels] * R
-    if M:
-        sample_orders = random_orders(lengths.cpu(), generator).to(batch.orders.device)
-        detached = policy.Encodings(encodings.h.detach(), encodings.u.detach())
-        with torch.no_grad():
-            samples, _ = decoding.sample(net, batch.x, M, mask=batch.mask, orders=sample_orders, generator=generator,
-                                         encodings=detached)
-        for j in range(M):
-            labels.append(torch.where(batch.mask, samples[:, j], batch.labels))
-            orders.append(sample_orders)
-    T = R + M
-    stacked = policy.Encodings(encodings.h.repeat(T, 1, 1), encodings.u.repeat(T, 1, 1))
-    steps = policy.teacher_force(net, None, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
-                                 encodings=stacked, bf16=bf16)
-    log_q = policy.trajectory_log_prob(steps).view(T, B)
-    energy = losses.final_energy(steps).view(T, B)
-    energy = energy.detach() if objective.detach_reward else energy
-    if objective.balance_target == "max":
-        delta = log_q + energy
-        balance = (delta - delta.detach().amax(0)).square().mean(0)
-    else:
-        balance = losses.trajectory_variance(log_q, energy)
-    weight = objective.balance_weight(step)
-    total = weight * balance
-    parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
-             "order_var": float(log_q[:R].detach().var(0, correction=0).mean()) if R > 1 else 0.0}
-    if objective.gauge != "none":
-        first = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
-                               actions=steps.actions[:B], step_mask=steps.step_mask[:B],
-                               state_features=None)
-        if objective.gauge == "final":
-            reg = losses.final_energy(first).square()
-        elif objective.gauge == "normalizer":
-            reg = losses.normalizer_gauge(first)
-        else:
-            reg = losses.first_energy(first).square()
-        total = total + objective.delta * reg
-        parts["reg"] = float(reg.detach().mean())
-    loss = total.mean()
-    keep = batch.is_data
-    if objective.lambda_cd > 0 and bool(keep.any()):
-        nll = -log_q[:R].mean(0)[keep]
-        loss = loss + objective.lambda_cd * nll.sum() / keep.numel()
-        parts["nll"] = float(nll.detach().mean())
-    return loss, parts
 
 
 def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjective:

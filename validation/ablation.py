@@ -177,8 +177,7 @@ def _report(args) -> int:
         report_path = run / f"exact_N{args.N}_{args.checkpoint}.json"
         if not report_path.exists() or args.rerun:
             gfncp = CONFIGS[name]["objective"] == "gfncp"
-            spec = ["--gfncp", str(checkpoint), "--ncp", "pretrained:mog2d-small:ncp"] if gfncp else \
-                ["--ncp", str(checkpoint), "--gfncp", "pretrained:mog2d-small:gfncp"]
+            spec = ["--gfncp", str(checkpoint), "--ncp", "none"] if gfncp else ["--ncp", str(checkpoint), "--gfncp", "none"]
             code = exact_main(["--N", str(args.N), "--datasets", str(args.datasets), *spec, "--json",
                                str(report_path), "--out", str(run / "figures"), "--no-progress"])
             if code:

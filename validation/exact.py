@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=None, help="CRP concentration (default: the models')")
     parser.add_argument("--sigma-mu", type=float, default=None, help="prior std of cluster means")
     parser.add_argument("--sigma-x", type=float, default=None, help="std of points around their means")
-    parser.add_argument("--gfncp", default="pretrained:mog2d-small:gfncp", help="GFNCP checkpoint")
-    parser.add_argument("--ncp", default="pretrained:mog2d-small:ncp", help="NCP checkpoint")
+    parser.add_argument("--gfncp", default="pretrained:mog2d-small:gfncp", help="GFNCP checkpoint ('none': skip)")
+    parser.add_argument("--ncp", default="pretrained:mog2d-small:ncp", help="NCP checkpoint ('none': skip)")
     parser.add_argument("--no-models", action="store_true", help="exact posterior only")
     parser.add_argument("--data", type=Path, default=None, help="a .npy file of points (N, 2) instead of "
                         "model draws")

@@ -78,6 +78,8 @@ def _models(args, mixture_args: dict) -> dict:
     models = {}
     mixture_args = dict(mixture_args)
     for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)):
+        if spec == "none":
+            continue
         net, config = resolve_model(spec)
         for key, value in mixture_args.items():
             if value is None:
