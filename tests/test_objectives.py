@@ -54,8 +54,7 @@ def _previous_formula(net, config, batch, generator):
 
 @pytest.mark.parametrize("flow,reward", [("paper", "cd"), ("consistent", "nll"), ("consistent", "cd")])
 def test_gfncp_objective_equals_the_previous_formula(flow, reward):
-    config = preset("mog2d-small", flow=flow, reward=reward, beta=0.5, n_max=9, balance="flow", gauge="final",
-                    delta=0.6, lambda_cd=0.4)
+    config = preset("mog2d-small", **{**PAPER_OBJECTIVE, "flow": flow, "reward": reward}, beta=0.5, n_max=9)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
     assert bool(batch.is_data.any()) and not bool(batch.is_data.all())
@@ -86,7 +85,7 @@ def test_balance_weight_schedule():
 
 def test_warmup_objective_is_the_likelihood_alone():
     config = preset("mog2d-small", flow="offset", reward="nll", lambda_cd=1.0, gauge="none", delta=0.0, beta=1.0,
-                    mc_warmup=5, n_max=9, balance="flow")
+                    mc_warmup=5, mc_ramp=0, mc_weight=1.0, n_max=9, balance="flow")
     net = ref.make_net(2, torch.float64, flow_head=True)
     batch = _batch(config)
     objective = objective_from_config(config)
@@ -364,7 +363,7 @@ def test_variance_balance_is_zero_at_the_oracle_and_not_elsewhere(n, seed):
 
 def test_variance_objective_averages_the_nll_over_orders_and_trains():
     config = preset("mog2d-small", balance="variance", balance_orders=3, balance_samples=1, reward="nll",
-                    gauge="none", delta=0.0, beta=1.0, n_max=7, lambda_cd=1.0)
+                    gauge="none", delta=0.0, beta=1.0, n_max=7, lambda_cd=1.0, detach_reward=False)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
     objective = objective_from_config(config)
@@ -388,7 +387,7 @@ def test_variance_objective_averages_the_nll_over_orders_and_trains():
 
 def test_detached_reward_changes_gradients_not_values():
     base = dict(balance="variance", balance_orders=2, balance_samples=2, reward="nll", gauge="none", delta=0.0,
-                beta=1.0, n_max=7, lambda_cd=0.0)
+                beta=1.0, n_max=7, lambda_cd=0.0, mc_warmup=0, mc_ramp=0)
     grads = {}
     for detach in (False, True):
         config = preset("mog2d-small", detach_reward=detach, **base)
@@ -415,7 +414,8 @@ def test_old_checkpoint_configs_keep_their_objective():
 
 
 def test_max_target_only_lifts_lagging_orders():
-    config = preset("mog2d-small", balance_target="max", beta=1.0, n_max=7, lambda_cd=0.0)
+    config = preset("mog2d-small", balance_target="max", beta=1.0, n_max=7, lambda_cd=0.0, balance_samples=0, mc_weight=1.0,
+                    mc_warmup=0, mc_ramp=0)
     net = ref.make_net(3, torch.float64)
     batch = _batch(config)
     loss, parts = objective_from_config(config).loss(net, batch, torch.Generator().manual_seed(2))

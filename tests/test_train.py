@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from gfncp_pyro.config import PRESETS, TrainConfig, preset
+from gfncp_pyro.config import PAPER_OBJECTIVE, PRESETS, TrainConfig, preset
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.partitions import is_canonical
 from gfncp_pyro.train import NonFiniteLossError, Trainer, batch_loss, draw_batch, iteration_generator
@@ -206,7 +206,7 @@ def test_sampler_used_by_training_is_the_models():
 @pytest.mark.parametrize("flow", ["paper", "consistent"])
 @pytest.mark.parametrize("reward", ["cd", "nll"])
 def test_step_subsampled_training_runs(tmp_path, flow, reward):
-    trainer = Trainer(tiny(iterations=2, mc_steps=2, flow=flow, reward=reward, balance="flow", gauge="final"),
+    trainer = Trainer(tiny(iterations=2, mc_steps=2, **{**PAPER_OBJECTIVE, "flow": flow, "reward": reward}),
                       tmp_path, progress=False)
     record = trainer.train_step()
     assert math.isfinite(record["loss"]) and math.isfinite(record["mc"])
