@@ -109,8 +109,8 @@ def _train(args) -> int:
         overrides["supervised"] = True
     if args.online:
         overrides["net_online"] = True
-    if getattr(args, "detach_reward", False):
-        overrides["detach_reward"] = True
+    if args.detach_reward is not None:
+        overrides["detach_reward"] = args.detach_reward
     config = preset(args.preset, **overrides)
     init_distributed()
     trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
@@ -266,8 +266,8 @@ def _parser() -> argparse.ArgumentParser:
                        "unassigned points (U = 0), so points can arrive one by one")
     train.add_argument("--supervised", action="store_true",
                        help="image/embedding data: train on true classes instead of instance discrimination")
-    train.add_argument("--detach-reward", action="store_true",
-                       help="balance=variance: the balance term trains the policy only")
+    train.add_argument("--detach-reward", action=argparse.BooleanOptionalAction, default=None,
+                       help="balance=variance: the rewards enter the balance term without gradient (default: on)")
     train.add_argument("--no-progress", action="store_true")
     for flag, (_, kind) in _OVERRIDES.items():
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,

@@ -132,13 +132,13 @@ class TrainConfig:
     flow: Flow = "consistent"
     balance: Balance = "variance"
     balance_orders: int = 4
-    balance_samples: int = 0
+    balance_samples: int = 2
     balance_target: BalanceTarget = "mean"
-    detach_reward: bool = False
+    detach_reward: bool = True
     gauge: Gauge = "none"
-    mc_weight: float = 1.0
-    mc_warmup: int = 0
-    mc_ramp: int = 0
+    mc_weight: float = 0.1
+    mc_warmup: int = 400
+    mc_ramp: int = 400
     mc_calibrate: int = 0
     explore: Explore = "uniform"
     beta: float = 1.0
@@ -270,9 +270,11 @@ class TrainConfig:
         return cls(**data)
 
 
-_LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final"}
+_LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,
+                     "balance_samples": 0, "detach_reward": False}
 
-PAPER_OBJECTIVE: dict = dict(flow="paper", balance="flow", reward="cd", delta=0.6, lambda_cd=0.4, gauge="final")
+PAPER_OBJECTIVE: dict = dict(flow="paper", balance="flow", reward="cd", delta=0.6, lambda_cd=0.4, gauge="final",
+                             mc_weight=1.0, mc_warmup=0, mc_ramp=0)
 """GFNCP's objective as the paper states it (Alg. 1, Eq. 29: MC with the min-shifted flow, Eq. 28 on every
 set, CD with one policy sample; delta and lambda of the reference code). The presets that estimate the
 MC sum on sampled steps (``mc_steps``) keep it; the default objective needs every step."""
@@ -294,7 +296,7 @@ PRESETS: dict[str, TrainConfig] = {
     # entropy about 1.5 nats), so comparisons discriminate.
     "mog2d-small": TrainConfig(
         preset="mog2d-small", alpha=1.0, sigma_mu=5.0, sigma_x=1.0, n_min=1, n_max=32, panel_sets=20,
-        select_by="panel_tv",
+        select_by="panel_tv", iterations=3000,
     ),
     # App. A.1-A.2 of [1] for MNIST (conv encoder, width 256; alpha 1, beta 0.99, N in
     # [100, 1000], batch 64, 5K iterations). Only the MNIST test split is shipped offline, so by

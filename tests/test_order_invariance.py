@@ -62,7 +62,7 @@ def test_oracle_energy_is_consistent_and_order_invariant(n, seed):
 # within the tolerance its validation report measured (validation/results, 100 data sets of N=8,
 # SDPP of the exact MAP partition over 500 orders). The stated tolerance is 1.5 x the report's
 # largest per-data-set SDPP; NCP's values are printed beside GFNCP's.
-REPORT = Path(__file__).resolve().parents[1] / "validation" / "results" / "exact_N8_paper-flow.json"
+REPORT = Path(__file__).resolve().parents[1] / "validation" / "results" / "exact_N8.json"
 
 
 def _shipped_sdpp(objective: str, seed: int, orders: int = 100) -> float:

@@ -172,7 +172,7 @@ def _report(args) -> int:
     for name in CONFIGS:
         run = Path(args.out) / name
         checkpoint = run / f"{args.checkpoint}.pt"
-        if not checkpoint.exists():
+        if not checkpoint.exists() or not (run / "metrics.jsonl").exists():
             continue
         report_path = run / f"exact_N{args.N}_{args.checkpoint}.json"
         if not report_path.exists() or args.rerun:
@@ -184,6 +184,8 @@ def _report(args) -> int:
                 return code
         report = json.loads(report_path.read_text())
         model = "GFNCP" if CONFIGS[name]["objective"] == "gfncp" else "NCP"
+        if not any("panel_tv" in line for line in (run / "metrics.jsonl").read_text().splitlines()):
+            continue  # stopped before its first panel evaluation
         last, best = _panel(run)
         rows.append((name, last, best, report["models"][model], report["exact"]))
     print(f"Evaluated: each run's {args.checkpoint}.pt, `python -m validation.exact --N {args.N} --datasets "
