@@ -240,7 +240,10 @@ def test_dag_cli_with_checkpoint_writes_annotated_graphml(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "verified" in out and "max |r|" in out and "1|2|3" in out
     graph = nx.read_graphml(tmp_path / "dag_N3_policy.graphml")
-    assert graph.graph["flow"] == "paper" and graph.graph["checkpoint"] == PRETRAINED
+    from gfncp_pyro.pretrained import load_pretrained
+
+    _, config = load_pretrained("mog2d-small", "gfncp", with_config=True)
+    assert graph.graph["flow"] == config.flow and graph.graph["checkpoint"] == PRETRAINED
     assert all(isinstance(d["prob"], float) for _, _, d in graph.edges(data=True))
     for node, data in graph.nodes(data=True):
         if data["kind"] == "partial":
