@@ -118,9 +118,9 @@ def _check_offsets(step_energies: StepEnergies, flow: str, offsets) -> None:
         raise ValueError(f"flow must be one of {FLOWS}, got {flow!r}")
     if flow in ("offset", "state"):
         if offsets is None:
-            raise ValueError(f"flow={flow!r} needs offsets= (flow='offset': policy.state_log_flow_offsets(net, "
+            raise ValueError(f"flow={flow!r} needs offsets= (flow='offset': flows.state_log_flow_offsets(net, "
                              "encodings, mask, orders) with flow_head=True; flow='state': "
-                             "policy.parent_log_flow_offsets(net, step_energies) with state_head=True)")
+                             "flows.parent_log_flow_offsets(net, step_energies) with state_head=True)")
         if offsets.shape != step_energies.step_mask.shape:
             raise ValueError(f"offsets must have shape {tuple(step_energies.step_mask.shape)} (B, N_max), "
                              f"got {tuple(offsets.shape)}")
@@ -144,8 +144,8 @@ def marginal_consistency_residuals(
     :param flow: ``"consistent"``, ``"paper"`` or ``"offset"``, see :func:`marginal_consistency`.
     :param torch.Tensor offsets: ``(B, N_max)`` log-flow offsets ``b_t`` of the states after each
         step, for ``flow="offset"`` (label-free,
-        :func:`~gfncp_pyro.policy.state_log_flow_offsets`) or ``flow="state"`` (per parent state,
-        :func:`~gfncp_pyro.policy.parent_log_flow_offsets`); then ``r[:, t]`` gains
+        :func:`~gfncp_pyro.flows.state_log_flow_offsets`) or ``flow="state"`` (per parent state,
+        :func:`~gfncp_pyro.flows.parent_log_flow_offsets`); then ``r[:, t]`` gains
         ``b_t - b_{t-1}``.
     :returns: ``(B, N_max)``; 0 at ``t = 0`` and at padding, and on step energies of a step
         subset also at the steps not selected.

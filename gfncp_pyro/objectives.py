@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from . import decoding, losses, policy
+from . import decoding, flows, losses, policy
 from .nn import EnergyNet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -286,13 +286,13 @@ class GFNCPObjective:
         offsets = None
         if self.flow == "offset":  # the shared encoder u reaches the offsets with the same scale
             u = encodings.u if scale >= 1.0 else scale * encodings.u + (1.0 - scale) * encodings.u.detach()
-            offsets = policy.state_log_flow_offsets(net, policy.Encodings(encodings.h, u), batch.mask, batch.orders,
+            offsets = flows.state_log_flow_offsets(net, policy.Encodings(encodings.h, u), batch.mask, batch.orders,
                                                     bf16=bf16)
         if self.flow == "state":
             features = steps.state_features
             if scale < 1.0:
                 features = scale * features + (1.0 - scale) * features.detach()
-            offsets = policy.parent_log_flow_offsets(net, steps._replace(state_features=features), bf16=bf16)
+            offsets = flows.parent_log_flow_offsets(net, steps._replace(state_features=features), bf16=bf16)
         balance_steps = steps
         if scale < 1.0:  # same values, a fraction of the gradient into the energies
             mixed = scale * steps.energies + (1.0 - scale) * steps.energies.detach()

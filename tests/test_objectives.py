@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference as ref
-from gfncp_pyro import decoding, losses, policy
+from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
@@ -114,7 +114,7 @@ def test_offsets_and_offset_residuals_match_slow_loops(batch):
     x, labels, mask, orders = ref.to_batch(*batch, torch.float64)
     with torch.no_grad():
         enc = policy.encode_points(NET, x)
-        offsets = policy.state_log_flow_offsets(NET, enc, mask, orders)
+        offsets = flows.state_log_flow_offsets(NET, enc, mask, orders)
         steps = policy.teacher_force(NET, None, labels, mask, orders, encodings=enc)
         residuals = losses.marginal_consistency_residuals(steps, "offset", offsets)
         tb = losses.trajectory_balance(steps, "offset", offsets)
@@ -149,8 +149,8 @@ def test_offset_head_never_changes_policy_or_reward():
         a = policy.teacher_force(NET, x, labels, mask, orders)
         b = policy.teacher_force(other, x, labels, mask, orders)
         assert torch.equal(a.energies, b.energies)
-        off_a = policy.state_log_flow_offsets(NET, policy.encode_points(NET, x), mask, orders)
-        off_b = policy.state_log_flow_offsets(other, policy.encode_points(other, x), mask, orders)
+        off_a = flows.state_log_flow_offsets(NET, policy.encode_points(NET, x), mask, orders)
+        off_b = flows.state_log_flow_offsets(other, policy.encode_points(other, x), mask, orders)
     assert not torch.allclose(off_a, off_b)
 
 
@@ -266,7 +266,7 @@ def slow_parent_offsets(net, x, labels, order):
 def test_parent_offsets_match_a_slow_loop_and_keep_the_policy(batch):
     x, labels, mask, orders = ref.to_batch(*batch, torch.float64)
     steps = policy.teacher_force(STATE_NET, x, labels, mask, orders)
-    beta = policy.parent_log_flow_offsets(STATE_NET, steps)
+    beta = flows.parent_log_flow_offsets(STATE_NET, steps)
     residuals = losses.marginal_consistency_residuals(steps, "state", beta)
     for b in range(x.shape[0]):
         n = int(mask[b].sum())
@@ -292,7 +292,7 @@ def test_parent_offsets_depend_on_the_clusters_of_the_parent_state():
                                            torch.float64)
     x[1] = x[0]
     with torch.no_grad():
-        beta = policy.parent_log_flow_offsets(STATE_NET, policy.teacher_force(STATE_NET, x, labels, mask, orders))
+        beta = flows.parent_log_flow_offsets(STATE_NET, policy.teacher_force(STATE_NET, x, labels, mask, orders))
     assert abs(float(beta[0, 0] - beta[1, 0])) < 1e-12 and abs(float(beta[0, 1] - beta[1, 1])) < 1e-12
     assert abs(float(beta[0, 2] - beta[1, 2])) > 1e-6  # parents {0,1} vs {0},{1}
     assert float(beta[0, 3]) == 0.0

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from gfncp_pyro import decoding, losses, policy
+from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.exact import ExactPosterior
 from gfncp_pyro.nn import EnergyNet
 from gfncp_pyro.tabulate import log_normalise, partition_codes, policy_log_q, reward_log_p
@@ -78,9 +78,9 @@ def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_lab
         out["mc_true_consistent"] = float(losses.marginal_consistency(steps, "consistent"))
         if net.config.state_head:  # the model's own flows (Eq. 24 with its per-state offsets)
             out["mc_true_state"] = float(losses.marginal_consistency(
-                steps, "state", policy.parent_log_flow_offsets(net, steps)))
+                steps, "state", flows.parent_log_flow_offsets(net, steps)))
         if net.config.flow_head:
-            offsets = policy.state_log_flow_offsets(net, policy.encode_points(net, x.to(dtype)[None]))
+            offsets = flows.state_log_flow_offsets(net, policy.encode_points(net, x.to(dtype)[None]))
             out["mc_true_offset"] = float(losses.marginal_consistency(steps, "offset", offsets))
     # Self-normalised importance sampling with q (identity order) as the proposal.
     samples, log_q_s = decoding.sample(net, x.to(dtype), num_importance, generator=generator)

@@ -27,6 +27,7 @@ from typing import Literal
 import networkx as nx
 import torch
 
+from gfncp_pyro.flows import state_log_flow_offsets
 from gfncp_pyro.losses import marginal_consistency_residuals
 from gfncp_pyro.nn import EnergyNet
 from gfncp_pyro.partitions import enumerate_partitions
@@ -35,7 +36,6 @@ from gfncp_pyro.policy import (
     StepEnergies,
     encode_points,
     log_prob_orders,
-    state_log_flow_offsets,
     step_log_probs,
     taken_energies,
     teacher_force,
@@ -87,7 +87,7 @@ def flow_residuals(
         step.
     :param flow: ``"consistent"``, ``"paper"`` or ``"offset"`` (then ``log F(s) = -E[t, a_t] +
         b_t`` with ``offsets`` ``(B, N_max)`` from
-        :func:`~gfncp_pyro.policy.state_log_flow_offsets`).
+        :func:`~gfncp_pyro.flows.state_log_flow_offsets`).
     :returns: ``log_flows (B, N_max)`` (0 at padding) and ``residuals (B, N_max)`` (0 at the
         terminal step ``t = N_b - 1`` and at padding).
     :raises ValueError: on an unknown ``flow`` or step energies of a step subset.

@@ -295,7 +295,7 @@ class EnergyNet(nn.Module):
 
         ``features`` is the part of ``f``'s first-layer input that a step's candidates share,
         ``W_G sum_k g(H_k) + W_U U + b`` of the state before the step (see
-        :func:`gfncp_pyro.policy.parent_log_flow_offsets`). With ``flow="state"`` the children of
+        :func:`gfncp_pyro.flows.parent_log_flow_offsets`). With ``flow="state"`` the children of
         that state get log-flows ``-E[child] + beta``: a softmax over them is unchanged, so
         ``beta`` shapes the state flows of Eq. (23) only.
 
