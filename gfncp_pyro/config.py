@@ -62,7 +62,7 @@ class TrainConfig:
 
     :param objective: ``"gfncp"`` (MC + delta reg + lambda CD, Alg. 1) or ``"ncp"`` (NLL, Eq. 11).
     :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"``,
-        ``"paper"`` or ``"offset"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
+        ``"paper"``, ``"offset"`` or ``"state"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
         ``"offset"`` turns on the network's ``flow_head``, ``"state"`` its ``state_head``).
     :param balance: ``"flow"`` (Eq. 24), ``"trajectory"`` (its trajectory-balance form) or
         ``"variance"`` (trajectory balance with ``log Z`` optimised out, over
@@ -174,8 +174,6 @@ class TrainConfig:
             object.__setattr__(self, "net", dataclasses.replace(self.net, flow_head=True))
         if self.flow == "state" and not self.net.state_head:
             object.__setattr__(self, "net", dataclasses.replace(self.net, state_head=True))
-        if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
-            raise ValueError("balance='trajectory' needs flow 'consistent' or 'offset' and mc_steps=None")
         if self.objective == "gfncp":
             from .objectives import objective_from_config
 

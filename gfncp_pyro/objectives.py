@@ -155,7 +155,7 @@ class GFNCPObjective:
 
     def __post_init__(self):
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
-            raise ValueError("balance='trajectory' needs flow='consistent' or 'offset' and every step "
+            raise ValueError("balance='trajectory' needs flow='consistent', 'offset' or 'state' and every step "
                              "(mc_steps=None)")
         if self.balance == "variance":
             if self.mc_steps is not None:
@@ -228,16 +228,10 @@ class GFNCPObjective:
         total = weight * balance
         parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
                  "order_var": float(log_q[:R].detach().var(0, correction=0).mean()) if R > 1 else 0.0}
-        if self.gauge != "none":
-            first = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
-                                   actions=steps.actions[:B], step_mask=steps.step_mask[:B],
-                                   state_features=None)
-            if self.gauge == "final":
-                reg = losses.final_energy(first).square()
-            elif self.gauge == "normalizer":
-                reg = losses.normalizer_gauge(first)
-            else:
-                reg = losses.first_energy(first).square()
+        own = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
+                             actions=steps.actions[:B], step_mask=steps.step_mask[:B], state_features=None)
+        reg = self._gauge(net, own, encodings, batch, losses.final_energy(own), bf16)  # the batch's own order
+        if reg is not None:
             total = total + self.delta * reg
             parts["reg"] = float(reg.detach().mean())
         loss = total.mean()
@@ -247,6 +241,17 @@ class GFNCPObjective:
             loss = loss + self.lambda_cd * nll.sum() / keep.numel()
             parts["nll"] = float(nll.detach().mean())
         return loss, parts
+
+    def _gauge(self, net, steps, encodings, batch, energy_final, bf16) -> torch.Tensor | None:
+        """The gauge term per set ``(B,)`` (``None`` for ``gauge="none"``); ``energy_final`` is
+        ``E[c_{1:N}]`` of the sets' partitions, ``steps`` their teacher-forced energies."""
+        if self.gauge == "none":
+            return None
+        if self.gauge == "final":
+            return losses.energy_regularizer(energy_final)
+        if self.gauge == "normalizer":
+            return losses.normalizer_gauge(steps)
+        return first_state_energy(net, encodings, batch.orders, batch.mask, bf16=bf16).square()
 
     def _exploration_labels(self, net, batch, encodings, generator) -> torch.Tensor:
         explore = ~batch.is_data
@@ -309,13 +314,8 @@ class GFNCPObjective:
         energy = None
         if self.gauge == "final" or (reward == "cd" and self.lambda_cd > 0):
             energy = policy.partition_energy(net, None, labels, batch.mask, encodings=encodings, bf16=bf16)
-        if self.gauge != "none":
-            if self.gauge == "final":
-                reg = losses.energy_regularizer(energy)
-            elif self.gauge == "normalizer":
-                reg = losses.normalizer_gauge(steps)
-            else:
-                reg = first_state_energy(net, encodings, batch.orders, batch.mask, bf16=bf16).square()
+        reg = self._gauge(net, steps, encodings, batch, energy, bf16)
+        if reg is not None:
             total = total + self.delta * reg
             parts["reg"] = float(reg.detach().mean())
         loss = total.mean()

@@ -413,10 +413,21 @@ def test_old_checkpoint_configs_keep_their_objective():
     assert shipped.balance == "flow" and shipped.flow == "consistent"
 
 
-def test_max_target_only_lifts_lagging_orders():
-    config = preset("mog2d-small", balance_target="max", beta=1.0, n_max=7, lambda_cd=0.0, balance_samples=0, mc_weight=1.0,
-                    mc_warmup=0, mc_ramp=0)
+def test_max_target_is_the_mean_square_distance_to_the_best_order():
+    """balance_target="max" with one partition along R orders: mean over orders of
+    (log q_r - max_r' log q_r')^2 (the reward cancels), recomputed from policy.log_prob."""
+    from gfncp_pyro.data import random_orders
+
+    config = preset("mog2d-small", balance_target="max", balance_orders=3, beta=1.0, n_max=7, lambda_cd=0.0,
+                    balance_samples=0, mc_weight=1.0, mc_warmup=0, mc_ramp=0)
     net = ref.make_net(3, torch.float64)
     batch = _batch(config)
     loss, parts = objective_from_config(config).loss(net, batch, torch.Generator().manual_seed(2))
-    assert float(loss.detach()) >= parts["order_var"] - 1e-12  # mean square to the max >= the variance
+    gen = torch.Generator().manual_seed(2)
+    lengths = batch.mask.sum(1)
+    orders = [batch.orders, random_orders(lengths, gen), random_orders(lengths, gen)]
+    with torch.no_grad():
+        log_q = torch.stack([policy.log_prob(net, batch.x, batch.labels, batch.mask, o) for o in orders])
+    expected = (log_q - log_q.amax(0)).square().mean(0).mean()
+    assert abs(float(loss.detach()) - float(expected)) < 1e-9
+    assert float(expected) > parts["order_var"]  # the distance to the max exceeds the variance here
