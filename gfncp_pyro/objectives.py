@@ -231,16 +231,23 @@ class GFNCPObjective:
         own = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
                              actions=steps.actions[:B], step_mask=steps.step_mask[:B], state_features=None)
         reg = self._gauge(net, own, encodings, batch, losses.final_energy(own), bf16)  # the batch's own order
+        loss = self._with_gauge(total, reg, parts)
+        if self.lambda_cd > 0 and bool(batch.is_data.any()):
+            loss = loss + self._data_term(-log_q[:R].mean(0)[batch.is_data], batch.is_data, parts, "nll")
+        return loss, parts
+
+    def _with_gauge(self, total: torch.Tensor, reg: torch.Tensor | None, parts: dict) -> torch.Tensor:
+        """``mean_b[total_b + delta * reg_b]`` (``reg`` ``None``: no gauge term)."""
         if reg is not None:
             total = total + self.delta * reg
             parts["reg"] = float(reg.detach().mean())
-        loss = total.mean()
-        keep = batch.is_data
-        if self.lambda_cd > 0 and bool(keep.any()):
-            nll = -log_q[:R].mean(0)[keep]
-            loss = loss + self.lambda_cd * nll.sum() / keep.numel()
-            parts["nll"] = float(nll.detach().mean())
-        return loss, parts
+        return total.mean()
+
+    def _data_term(self, values: torch.Tensor, keep: torch.Tensor, parts: dict, name: str) -> torch.Tensor:
+        """``lambda * sum_{data b} values_b / B``: the reward term, ``values`` on the data sets
+        (``keep``) only."""
+        parts[name] = float(values.detach().mean())
+        return self.lambda_cd * values.sum() / keep.numel()
 
     def _gauge(self, net, steps, encodings, batch, energy_final, bf16) -> torch.Tensor | None:
         """The gauge term per set ``(B,)`` (``None`` for ``gauge="none"``); ``energy_final`` is
@@ -314,17 +321,11 @@ class GFNCPObjective:
         energy = None
         if self.gauge == "final" or (reward == "cd" and self.lambda_cd > 0):
             energy = policy.partition_energy(net, None, labels, batch.mask, encodings=encodings, bf16=bf16)
-        reg = self._gauge(net, steps, encodings, batch, energy, bf16)
-        if reg is not None:
-            total = total + self.delta * reg
-            parts["reg"] = float(reg.detach().mean())
-        loss = total.mean()
+        loss = self._with_gauge(total, self._gauge(net, steps, encodings, batch, energy, bf16), parts)
         keep = batch.is_data
         if self.lambda_cd > 0 and bool(keep.any()):
             if reward == "nll":
-                nll = losses.ncp_nll(steps)[keep]
-                loss = loss + self.lambda_cd * nll.sum() / keep.numel()
-                parts["nll"] = float(nll.detach().mean())
+                loss = loss + self._data_term(losses.ncp_nll(steps)[keep], keep, parts, "nll")
             else:
                 x, mask = batch.x[keep], batch.mask[keep]
                 width = int(mask.sum(1).max())
@@ -334,8 +335,7 @@ class GFNCPObjective:
                                             generator=generator, encodings=sub)
                 energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
                 cd = losses.contrastive_divergence(energy[keep], energy_sample)
-                loss = loss + self.lambda_cd * cd.sum() / keep.numel()
-                parts["cd"] = float(cd.detach().mean())
+                loss = loss + self._data_term(cd, keep, parts, "cd")
         return loss, parts
 
 
