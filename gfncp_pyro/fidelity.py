@@ -23,23 +23,12 @@ import torch
 from .exact import exact_posterior
 from .models import CRPMixture
 from .nn import EnergyNet
-from .tabulate import log_normalise, policy_log_q, reward_log_p
+from .tabulate import divergences, entropy, log_normalise, policy_log_q, reward_log_p
 
-__all__ = ["PANEL_SEED", "FidelityPanel", "tv_distance", "entropy"]
+__all__ = ["PANEL_SEED", "FidelityPanel"]
 
 PANEL_SEED = 918_273_645
 """Seed of the panel's sets (the validation report's default seed is 0)."""
-
-
-def tv_distance(log_p: torch.Tensor, log_q: torch.Tensor) -> float:
-    """Total variation ``0.5 * sum |p - q|`` between two distributions given as logs."""
-    return float(0.5 * (log_p.exp() - log_q.exp()).abs().sum())
-
-
-def entropy(log_p: torch.Tensor) -> float:
-    """Entropy in nats of a distribution given as logs (``0 log 0 = 0``)."""
-    p = log_p.exp()
-    return float(-torch.where(p > 0, p * log_p, 0.0).sum())
 
 
 class FidelityPanel:
@@ -79,13 +68,13 @@ class FidelityPanel:
                 identity = torch.arange(x.shape[0]).unsqueeze(0)
                 log_q_all = policy_log_q(net, x, exact.labels, torch.cat([identity, orders]))
                 log_q = log_q_all[0]
-                row = {"tv": tv_distance(log_p, log_q), "entropy_q": entropy(log_q),
+                along = divergences(log_p, log_q)
+                row = {"tv": along["tv"], "kl_qp": along["kl_qp"], "entropy_q": entropy(log_q),
                        "entropy_p": entropy(log_p),
-                       "kl_qp": float((log_q.exp() * (log_q - log_p)).sum()),
-                       "reward_tv": tv_distance(log_p, reward_log_p(net, x, exact.labels))}
+                       "reward_tv": divergences(log_p, reward_log_p(net, x, exact.labels))["tv"]}
                 if orders.shape[0]:
                     log_avg = torch.logsumexp(log_q_all[1:], 0) - math.log(orders.shape[0])
-                    row["tv_orders"] = tv_distance(log_p, log_normalise(log_avg))
+                    row["tv_orders"] = divergences(log_p, log_normalise(log_avg))["tv"]
                 rows.append(row)
         finally:
             net.train(was_training)

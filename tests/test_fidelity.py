@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import reference as ref
-from gfncp_pyro.fidelity import PANEL_SEED, FidelityPanel, entropy, tv_distance
+from gfncp_pyro.fidelity import PANEL_SEED, FidelityPanel
+from gfncp_pyro.tabulate import divergences, entropy
 from gfncp_pyro.models import CRPMixture
 from validation.compare import compare_one
 
@@ -39,7 +40,7 @@ def test_panel_sets_are_seeded_and_distinct_from_the_validation_report():
 def test_tv_and_entropy_helpers():
     log_p = torch.log(torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))
     log_q = torch.log(torch.tensor([0.25, 0.25, 0.5], dtype=torch.float64))
-    assert tv_distance(log_p, log_q) == pytest.approx(0.5)
+    assert divergences(log_p, log_q)["tv"] == pytest.approx(0.5)
     assert entropy(log_p) == pytest.approx(math.log(2))
 
 

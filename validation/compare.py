@@ -21,25 +21,9 @@ import torch
 from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.exact import ExactPosterior
 from gfncp_pyro.nn import EnergyNet
-from gfncp_pyro.tabulate import log_normalise, partition_codes, policy_log_q, reward_log_p
+from gfncp_pyro.tabulate import divergences, entropy, log_normalise, partition_codes, policy_log_q, reward_log_p
 
 __all__ = ["partition_codes", "policy_log_q", "reward_log_p", "divergences", "compare_one"]
-
-def divergences(log_p: torch.Tensor, log_q: torch.Tensor) -> dict[str, float]:
-    """TV, KL(p||q), KL(q||p), Jensen-Shannon (nats) between two distributions on the same support."""
-    p, q = log_p.exp(), log_q.exp()
-    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
-
-    def kl(a, log_a, log_b) -> float:  # sum a log(a/b), with 0 log 0 = 0
-        return float(torch.where(a > 0, a * (log_a - log_b), 0.0).sum())
-
-    return {
-        "tv": float(0.5 * (p - q).abs().sum()),
-        "kl_pq": kl(p, log_p, log_q),
-        "kl_qp": kl(q, log_q, log_p),
-        "js": 0.5 * kl(p, log_p, log_m) + 0.5 * kl(q, log_q, log_m),
-    }
-
 
 def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_labels: torch.Tensor,
                 orders: torch.Tensor, num_importance: int = 1000, sdpp_orders: int = 500,
@@ -60,8 +44,8 @@ def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_lab
     out.update({f"{k}_orders": v for k, v in divergences(log_p, log_normalise(log_q_avg)).items()})
     log_r = reward_log_p(net, x, exact.labels)
     out.update({f"reward_{k}": v for k, v in divergences(log_p, log_r).items()})
-    out["entropy_q"] = float(-(log_q.exp() * log_q).sum())
-    out["entropy_reward"] = float(-(log_r.exp() * log_r).sum())
+    out["entropy_q"] = entropy(log_q)
+    out["entropy_reward"] = entropy(log_r)
     out["q_mass_identity"] = float(log_q.exp().sum())
     p_map = int(log_p.argmax())
     out["map_agreement"] = float(int(log_q.argmax()) == p_map)
