@@ -36,6 +36,7 @@ _OVERRIDES = {
     "balance": ("balance", str), "balance_orders": ("balance_orders", int),
     "balance_samples": ("balance_samples", int), "balance_target": ("balance_target", str), "gauge": ("gauge", str), "mc_weight": ("mc_weight", float),
     "mc_warmup": ("mc_warmup", int), "mc_ramp": ("mc_ramp", int), "mc_calibrate": ("mc_calibrate", int), "explore": ("explore", str),
+    "order_weight": ("order_weight", float),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
 }
 

@@ -83,6 +83,9 @@ class TrainConfig:
         ``mc_calibrate``: the MC gradient into the energies).
     :param int mc_calibrate: iterations after the warm-up in which the MC term trains only the
         log-flow offset head (see :class:`~gfncp_pyro.objectives.GFNCPObjective`).
+    :param float order_weight: weight of the variance of ``log q`` over the data partition's
+        ``balance_orders`` orders (order invariance), see
+        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
     :param explore: exploration labels: ``"uniform"`` random partitions (Alg. 1) or ``"policy"``
         samples of the current policy.
     :param float beta: probability that a training set keeps its data partition; otherwise it
@@ -140,6 +143,7 @@ class TrainConfig:
     mc_warmup: int = 400
     mc_ramp: int = 400
     mc_calibrate: int = 0
+    order_weight: float = 0.0
     explore: Explore = "uniform"
     beta: float = 1.0
     reward: Reward = "nll"
@@ -190,7 +194,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("delta", "lambda_cd", "lr_min", "mc_weight"):
+        for name in ("delta", "lambda_cd", "lr_min", "mc_weight", "order_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")

@@ -134,6 +134,10 @@ class GFNCPObjective:
         partitions (drawn by the batch sampler) or ``"policy"`` samples of the current policy
         along the set's order (drawn here without gradient), i.e. states the policy visits.
     :param mc_steps: if set, the balance sum (and the NLL) on this many random steps per set.
+    :param float order_weight: ``"variance"`` only: weight of an extra term, the variance of
+        ``log q(c | x, rho)`` over the ``balance_orders`` orders of the data partition (order
+        invariance on the data alone, independent of the reward), on the same warm-up and
+        ramp schedule as ``mc_weight``. ``0``: off.
     """
 
     flow: Literal["consistent", "paper", "offset", "state"] = "paper"
@@ -152,11 +156,15 @@ class GFNCPObjective:
     mc_calibrate: int = 0
     explore: Literal["uniform", "policy"] = "uniform"
     mc_steps: int | None = None
+    order_weight: float = 0.0
 
     def __post_init__(self):
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow='consistent', 'offset' or 'state' and every step "
                              "(mc_steps=None)")
+        if self.order_weight < 0 or (self.order_weight > 0 and self.balance != "variance"):
+            raise ValueError(f"order_weight must be >= 0 and needs balance='variance', got {self.order_weight!r} "
+                             f"with balance={self.balance!r}")
         if self.balance == "variance":
             if self.mc_steps is not None:
                 raise ValueError("balance='variance' needs every step: mc_steps must be None (for sampled steps "
@@ -165,6 +173,9 @@ class GFNCPObjective:
                 raise ValueError("reward='cd' needs balance='flow' (the paper's objective: flow='paper', "
                                  "balance='flow', reward='cd'); balance='variance' learns the reward by the "
                                  "likelihood (reward='nll')")
+            if self.order_weight > 0 and self.balance_orders < 2:
+                raise ValueError("order_weight > 0 needs balance_orders >= 2 (the variance over orders of the "
+                                 "data partition)")
             if self.balance_orders < 1 or self.balance_samples < 0 or self.balance_orders + self.balance_samples < 2:
                 raise ValueError("balance='variance' needs balance_orders >= 1, balance_samples >= 0 and at "
                                  "least two trajectories per set")
@@ -226,8 +237,12 @@ class GFNCPObjective:
             balance = losses.trajectory_variance(log_q, energy)
         weight = self.balance_weight(step)
         total = weight * balance
+        order_var = log_q[:R].var(0, correction=0) if R > 1 else None
         parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
-                 "order_var": float(log_q[:R].detach().var(0, correction=0).mean()) if R > 1 else 0.0}
+                 "order_var": float(order_var.detach().mean()) if R > 1 else 0.0}
+        if self.order_weight > 0:
+            scale = weight / self.mc_weight if self.mc_weight > 0 else float(step is None or step >= self.mc_warmup)
+            total = total + self.order_weight * scale * order_var
         own = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
                              actions=steps.actions[:B], step_mask=steps.step_mask[:B], state_features=None)
         reg = self._gauge(net, own, encodings, batch, losses.final_energy(own), bf16)  # the batch's own order
@@ -349,4 +364,5 @@ def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjectiv
         detach_reward=config.detach_reward, reward=config.reward, lambda_cd=config.lambda_cd,
         delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
         mc_ramp=config.mc_ramp, mc_calibrate=config.mc_calibrate, explore=config.explore, mc_steps=config.mc_steps,
+        order_weight=config.order_weight,
     )

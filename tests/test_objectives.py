@@ -431,3 +431,37 @@ def test_max_target_is_the_mean_square_distance_to_the_best_order():
     expected = (log_q - log_q.amax(0)).square().mean(0).mean()
     assert abs(float(loss.detach()) - float(expected)) < 1e-9
     assert float(expected) > parts["order_var"]  # the distance to the max exceeds the variance here
+
+
+def test_order_weight_adds_the_variance_of_log_q_over_the_data_orders():
+    """``order_weight`` adds ``w * Var_rho[log q(c | x, rho)]`` over the R orders of the data
+    partition, recomputed here with one ``policy.log_prob`` call per order (a slow loop)."""
+    config = preset("mog2d-small", n_max=9, beta=1.0)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    base = GFNCPObjective(flow="consistent", balance="variance", balance_orders=3, balance_samples=0,
+                          reward="nll", lambda_cd=1.0, delta=0.0, gauge="none", mc_weight=0.5)
+    loss0, _ = base.loss(net, batch, torch.Generator().manual_seed(5))
+    weighted = GFNCPObjective(**{**base.__dict__, "order_weight": 2.0})
+    loss1, parts = weighted.loss(net, batch, torch.Generator().manual_seed(5))
+    # the same orders as the objective draws: the batch's own, then R - 1 from the generator
+    from gfncp_pyro.data import random_orders
+
+    generator = torch.Generator().manual_seed(5)
+    lengths = batch.mask.sum(1)
+    orders = [batch.orders] + [random_orders(lengths, generator) for _ in range(2)]
+    log_q = torch.stack([policy.log_prob(net, batch.x, batch.labels, batch.mask, o) for o in orders])
+    log_q = log_q.detach()
+    slow = sum(float(((log_q[:, b] - log_q[:, b].mean()) ** 2).mean()) for b in range(log_q.shape[1])) / log_q.shape[1]
+    assert abs(float((loss1 - loss0).detach()) - 2.0 * slow) < 1e-9
+    assert abs(parts["order_var"] - slow) < 1e-9
+    # on the balance term's schedule: nothing during the warm-up
+    warm = GFNCPObjective(**{**weighted.__dict__, "mc_warmup": 10})
+    cold = GFNCPObjective(**{**base.__dict__, "mc_warmup": 10})
+    a, _ = warm.loss(net, batch, torch.Generator().manual_seed(5), step=3)
+    b, _ = cold.loss(net, batch, torch.Generator().manual_seed(5), step=3)
+    assert abs(float((a - b).detach())) < 1e-12
+    with pytest.raises(ValueError, match="order_weight"):
+        GFNCPObjective(balance="flow", order_weight=1.0)
+    with pytest.raises(ValueError, match="order_weight"):
+        GFNCPObjective(balance="variance", reward="nll", balance_orders=1, balance_samples=2, order_weight=1.0)
