@@ -136,8 +136,10 @@ class GFNCPObjective:
     :param mc_steps: if set, the balance sum (and the NLL) on this many random steps per set.
     :param float order_weight: ``"variance"`` only: weight of an extra term, the variance of
         ``log q(c | x, rho)`` over the ``balance_orders`` orders of the data partition (order
-        invariance on the data alone, independent of the reward), on the same warm-up and
-        ramp schedule as ``mc_weight``. ``0``: off.
+        invariance on the data alone, independent of the reward), at full weight from the
+        first iteration: turned on after a likelihood-only warm-up it meets the large order
+        variance the likelihood leaves and the gradients explode (measured: gradient norms
+        1e5-1e7 once its weight passed ~0.3, ``validation/results/ablation.md``). ``0``: off.
     """
 
     flow: Literal["consistent", "paper", "offset", "state"] = "paper"
@@ -240,9 +242,8 @@ class GFNCPObjective:
         order_var = log_q[:R].var(0, correction=0) if R > 1 else None
         parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
                  "order_var": float(order_var.detach().mean()) if R > 1 else 0.0}
-        if self.order_weight > 0:
-            scale = weight / self.mc_weight if self.mc_weight > 0 else float(step is None or step >= self.mc_warmup)
-            total = total + self.order_weight * scale * order_var
+        if self.order_weight > 0:  # from the first iteration, at full weight (not on the balance schedule)
+            total = total + self.order_weight * order_var
         own = steps._replace(energies=steps.energies[:B], candidate_mask=steps.candidate_mask[:B],
                              actions=steps.actions[:B], step_mask=steps.step_mask[:B], state_features=None)
         reg = self._gauge(net, own, encodings, batch, losses.final_energy(own), bf16)  # the batch's own order
