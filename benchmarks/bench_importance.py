@@ -27,14 +27,10 @@ from pathlib import Path
 
 import torch
 
-from gfncp_pyro.cli import resolve_model
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-from gfncp_pyro import infer  # noqa: E402
-from gfncp_pyro.guides import GFNCPGuide  # noqa: E402
-from gfncp_pyro.models import CRPMixture  # noqa: E402
+from gfncp_pyro import GFNCPGuide, infer, load_pretrained  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,12 +42,11 @@ def load_example(name: str):
     return module
 
 
-def speed(network, config, points: int, samples: int, repeats: int) -> list[str]:
-    model = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+def speed(network, model, points: int, samples: int, repeats: int) -> list[str]:
     data = model.sample_batch(torch.tensor([points]), generator=torch.Generator().manual_seed(0))
     x = data.x[0]
     guide = GFNCPGuide(model, network)
-    infer.importance(model, guide, x[:50], 10, generator=0)  # warm-up
+    infer.importance(model, guide, x[:50], 10, generator=0, warn=False)  # warm-up
     best = None
     for r in range(repeats):
         start = time.perf_counter()
@@ -89,10 +84,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     example = load_example("pyro_importance")
-    network, config = resolve_model(args.checkpoint or example.DEFAULT_MODEL)
+    network, model, config = load_pretrained(args.checkpoint or example.DEFAULT_MODEL)
     source = args.checkpoint or "pretrained mog2d-small-gfncp"
-    lines = [f"network: {source} (trained {config.objective}, N in [{config.n_min}, {config.n_max}])"]
-    lines += speed(network, config, args.points, args.samples, args.repeats)
+    lines = [f"network: {source} (trained {config.objective}, N in [{config.n_min}, {config.n_max}], "
+             f"model {model})"]
+    lines += speed(network, model, args.points, args.samples, args.repeats)
     if args.quality:
         argv = ["--datasets", str(args.datasets), "--threads", "1"]
         argv += ["--checkpoint", args.checkpoint] if args.checkpoint else []

@@ -4,10 +4,12 @@
    fresh guide rises (computed exactly by enumerating all partitions, so no Monte Carlo noise);
 2. ``pyro.infer.CSIS`` trains a fresh small guide on sets of up to 8 points simulated from the
    model, lowering its KL divergence to the exact posterior on held-out sets;
-3. ``pyro.infer.Predictive(padded_model, guide=guide, num_samples=100)`` returns arrays of fixed
-   shapes: ``c`` ``(100, 1, N)``, ``mu`` ``(100, N, D)``, ``x`` ``(100, N, D)``.
+3. ``pyro.infer.Predictive(padded_model, guide=guide, num_samples=100)(x, replicate=True)``
+   returns the posterior predictive in arrays of fixed shapes: ``c`` ``(100, 1, N)``, ``mu``
+   ``(100, N, D)`` and replicated data sets ``x`` ``(100, N, D)``.
 
-The model is the ``mog2d-small`` one (``alpha = 1, sigma_mu = 5, sigma_x = 1, D = 2``)::
+The model is the ``mog2d-small`` preset's (``alpha = 1, sigma_mu = 5, sigma_x = 1, D = 2``, read
+from :func:`gfncp_pyro.config.preset` by :func:`gfncp_pyro.loading.model_for`)::
 
     python examples/pyro_svi.py [--svi-steps 300] [--csis-steps 400]
 
@@ -27,11 +29,9 @@ import pyro
 import torch
 from pyro.infer import CSIS, SVI, Predictive, TraceGraph_ELBO
 
-from gfncp_pyro import infer
-from gfncp_pyro.distributions import AmortizedPartition
-from gfncp_pyro.exact import exact_posterior
-from gfncp_pyro.guides import GFNCPGuide
-from gfncp_pyro.models import CRPMixture
+from gfncp_pyro import AmortizedPartition, CRPMixture, GFNCPGuide, exact_posterior, infer
+from gfncp_pyro.config import preset
+from gfncp_pyro.loading import model_for
 from gfncp_pyro.nn import EnergyNet, EnergyNetConfig
 from gfncp_pyro.partitions import enumerate_partitions
 
@@ -81,8 +81,8 @@ def run_csis(model, held_out: torch.Tensor, steps: int, max_points: int, seed: i
     csis = CSIS(model, guide, pyro.optim.Adam({"lr": 3e-3}), training_batch_size=8)
     sizes = torch.randint(2, max_points + 1, (steps,), generator=torch.Generator().manual_seed(seed))
     for n in sizes.tolist():
-        # CSIS simulates (c, mu, x) from the model; the points passed here only set N.
-        csis.step(torch.zeros(n, model.dim, dtype=torch.float64))
+        # CSIS simulates (c, mu, x) from the model; the observations passed here only set N.
+        csis.step(observations={"x": torch.zeros(n, model.dim, dtype=torch.float64)})
     kl_after = [exact_elbo_and_kl(model, guide, x)[1] for x in held_out]
     return {"kl_before": sum(kl_before) / len(kl_before), "kl_after": sum(kl_after) / len(kl_after),
             "guide": guide}
@@ -95,12 +95,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--csis-steps", type=int, default=400)
     parser.add_argument("--held-out", type=int, default=5, help="held-out sets for the CSIS KL")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch threads (tiny tensors here: 1 is fastest)")
+    parser.add_argument("--threads", type=int, help="torch threads (default 1: tiny tensors, 1 is fastest)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or 1)  # tiny tensors: one thread is fastest
 
-    model = CRPMixture(alpha=1.0, sigma_mu=5.0, sigma_x=1.0, dim=2)
+    model = model_for(preset("mog2d-small"))
     sets = model.sample_batch(torch.full((args.held_out + 1,), args.points),
                               generator=torch.Generator().manual_seed(args.seed), dtype=torch.float64).x
     svi = run_svi(model, sets[0], args.svi_steps, args.seed)
@@ -112,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     padded = model.with_variant("padded")
     guide = GFNCPGuide(padded, csis.pop("guide").network)
-    samples = Predictive(padded, guide=guide, num_samples=100)(sets[1])
+    samples = Predictive(padded, guide=guide, num_samples=100)(sets[1], replicate=True)
     shapes = {name: tuple(value.shape) for name, value in samples.items()}
-    print(f"Predictive(padded model, guide, num_samples=100) shapes: {shapes}")
+    print(f"Predictive(padded model, guide, num_samples=100)(x, replicate=True) shapes: {shapes} "
+          "(x: replicated data sets)")
     return {**svi, **csis, "shapes": shapes}
 
 

@@ -22,12 +22,9 @@ from pathlib import Path
 
 import torch
 
-from gfncp_pyro import infer, metrics
-from gfncp_pyro.cli import resolve_model
-from gfncp_pyro.guides import GFNCPGuide
-from gfncp_pyro.models import CRPMixture
+from gfncp_pyro import GFNCPGuide, infer, metrics
 
-DEFAULT_MODEL = "pretrained:mog2d-small:gfncp"  # a checkpoint path or pretrained:NAME:OBJECTIVE
+DEFAULT_MODEL = "mog2d-small"  # a shipped model's name or a checkpoint path
 
 
 def plot(x: torch.Tensor, labels: torch.Tensor, co_clustering: torch.Tensor, path: Path, title: str) -> None:
@@ -61,14 +58,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("quickstart.png"))
     args = parser.parse_args(argv)
 
-    network, config = resolve_model(args.checkpoint or DEFAULT_MODEL)
-    model = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    torch.set_num_threads(1)  # decoding is a chain of small steps: one thread is fastest
+    guide = GFNCPGuide.from_pretrained(args.checkpoint or DEFAULT_MODEL, generator=args.seed)
+    model = guide.model  # the CRP mixture the network was trained for (from its checkpoint)
     data = model.sample_batch(torch.tensor([args.points]), generator=torch.Generator().manual_seed(args.seed))
     x, truth = data.x[0], data.labels[0]
 
-    guide = GFNCPGuide(model, network, generator=args.seed)
     start = time.perf_counter()
-    result = infer.importance(model, guide, x, args.samples)
+    result = infer.importance(model, guide, x, args.samples, warn=False)  # the warning is printed below
     seconds = time.perf_counter() - start
     matrix = infer.co_clustering(result.labels, result.log_weights)
     greedy = guide.median(x)["c"]
@@ -93,6 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(f"{args.points} points, {args.samples} guide samples in {seconds:.2f} s "
           f"(log p(x) ~ {report['log_evidence']:.2f}, ESS {report['ess']:.1f})")
+    if report["ess"] < infer.LOW_ESS_FRACTION * args.samples:
+        print(f"  warning: ESS {report['ess']:.1f} is under {infer.LOW_ESS_FRACTION:.0%} of the {args.samples} "
+              "samples: the weighted posterior rests on a few samples and log p(x) is unreliable. Use more "
+              "samples, fine-tune the guide on this set (gfncp_pyro.infer.fit), or a guide trained on larger "
+              "sets; the MAP estimate below is still a valid partition")
     print(f"MAP estimate (best of samples and greedy): {k_best} clusters (true {k_true}), "
           f"ARI {report['ari_best']:.3f}, log p(c, x) {report['log_joint_best']:.2f} (true partition {report['log_joint_truth']:.2f})")
     print(f"greedy partition: ARI {report['ari_greedy']:.3f}")

@@ -1,7 +1,11 @@
 """The ``gfncp`` command line: ``train``, ``evaluate``, ``cluster``, ``info``.
 
-User mistakes (a missing or malformed file, a checkpoint that does not fit) print one line on
-stderr and exit with status 2; no traceback.
+User mistakes (a missing or malformed file, an output path that cannot be written, a checkpoint
+that does not fit or holds NaN weights, an unknown device, an absurd flag value) print one line
+on stderr and exit with status 2, before any work starts where they can be seen beforehand; no
+traceback. Reports and figures are written atomically. Ctrl-C exits with 130 and SIGTERM with 143
+(training saves ``last.pt`` first); a training failure prints one line naming the saved state
+(exit 2 for a non-finite loss, 1 for anything else; ``GFNCP_TRACEBACK=1`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +25,11 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint, load_model
 from .config import PRESETS, TrainConfig, preset
+from .data.points import read_points as _read_points
+from .interrupts import run_interruptible
+from .outputs import check_output_dir, check_output_file, write_atomic
 
-__all__ = ["main", "read_points", "resolve_model"]
+__all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_float", "int_at_least", "UserError"]
 
 _OVERRIDES = {
     # flag: (config field, type)
@@ -38,11 +46,17 @@ _OVERRIDES = {
     "mc_warmup": ("mc_warmup", int), "mc_ramp": ("mc_ramp", int), "mc_calibrate": ("mc_calibrate", int), "explore": ("explore", str),
     "order_weight": ("order_weight", float),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
+    "x_dim": ("net_x_dim", int),
 }
 
 _HELP = {
-    "data": "images (an IDX directory or .npz) or embeddings (.npz/.pt/.safetensors) for the image presets",
+    "data": "images (an IDX directory or .npz) or embeddings (.npz/.pt/.safetensors, or .npy with --labels) for the "
+            "image and embedding presets",
     "split": "which part of --data trains: index:A:B, classes:K, classes:half or all (the rest is held out)",
+    "x_dim": "embedding presets: the feature size (default: taken from --data when the preset's does not fit)",
+    "iterations": "total iterations; with --resume a larger value extends the run (the cosine LR schedule is "
+                  "re-planned over the new total)",
+    "device": "auto, cpu, cuda, cuda:N or mps",
 }
 
 
@@ -50,58 +64,114 @@ class UserError(Exception):
     """A mistake in the command line or its inputs: reported in one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``PROG: error: MESSAGE (see PROG --help)``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def read_points(path: str | Path) -> np.ndarray:
-    """Read points ``(N, D)`` from a ``.csv`` (numbers only, comma-separated, no header) or ``.npy``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"input file {path} does not exist")
-    if path.suffix == ".npy":
+    """Read points ``(N, D)`` from a ``.csv`` (numbers only, comma-separated, no header),
+    ``.npy`` or ``.npz`` (:func:`gfncp_pyro.data.points.read_points`)."""
+    return _read_points(path)
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_at_least(low: int):
+    def parse(text: str) -> int:
         try:
-            points = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise UserError(f"{path} is not a readable .npy array of numbers ({err})") from None
-    elif path.suffix in (".csv", ".txt"):
-        if path.stat().st_size == 0 or not path.read_text().strip():
-            raise UserError(f"{path} is empty; it must hold one point per line, coordinates separated by commas")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                points = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-            except ValueError as err:
-                raise UserError(
-                    f"{path}: {str(err).splitlines()[0]}; the CSV must hold numbers only "
-                    "(no header line, no missing values), one point per line"
-                ) from None
-    else:
-        raise UserError(f"input must be a .csv or .npy file, got {path.name}")
-    if points.ndim != 2 or points.shape[0] == 0:
-        raise UserError(f"{path} must hold a 2-D array of points (N, D) with N >= 1, got shape {points.shape}")
-    if not np.isfinite(points).all():
-        raise UserError(f"{path} contains NaN or infinite values (missing entries?)")
-    return points
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _scale(text: str):
+    if text in ("auto", "none"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"the scale must be a positive finite number, got {text!r}")
+    return value
 
 
 def _pretrained(spec: str) -> tuple[str, str] | None:
-    """``(NAME, OBJECTIVE)`` of a ``pretrained:NAME:OBJECTIVE`` spec, ``None`` for a path."""
-    if not spec.startswith("pretrained:"):
-        return None
-    parts = spec.split(":")
-    if len(parts) != 3:
-        raise UserError("use pretrained:NAME:OBJECTIVE, e.g. pretrained:mog2d-small:gfncp")
-    return parts[1], parts[2]
+    """``(NAME, OBJECTIVE)`` of a shipped model's spec (``pretrained:NAME:OBJECTIVE``, ``NAME``, ...),
+    ``None`` for a path (:func:`gfncp_pyro.loading.parse_shipped`)."""
+    from .loading import parse_shipped
+
+    try:
+        return parse_shipped(spec)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def resolve_model(spec: str):
-    """A checkpoint path, or ``pretrained:NAME:OBJECTIVE`` for a model shipped with the package."""
-    from .pretrained import load_pretrained
+    """``(network, config)`` of a checkpoint path or a shipped model (``pretrained:NAME:OBJECTIVE``),
+    loaded by :func:`gfncp_pyro.loading.load_pretrained`."""
+    from .loading import load_pretrained
 
-    shipped = _pretrained(spec)
-    return load_pretrained(*shipped, with_config=True) if shipped else load_model(spec)
+    _pretrained(spec)  # a malformed pretrained: spec is a UserError
+    network, _, config = load_pretrained(spec)
+    return network, config
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _train_pool(args, config: TrainConfig):
+    """The data pool of an image/embedding run, read once; with ``--labels`` (``.npy`` features)
+    features and labels are stored together as ``OUT/data.npz``, the run's ``data_path`` (so
+    ``evaluate`` and ``--resume`` find them). Embedding runs take the network's input size from
+    the features when ``--x-dim`` is not given. Returns ``(config, pool or None)``."""
+    from .data.embeddings import load_embeddings, save_embeddings
+    from .data.sources import load_pool
+
+    if args.labels is not None and (config.data != "embeddings" or args.data is None
+                                    or Path(args.data).suffix != ".npy"):
+        raise UserError("--labels goes with .npy features: --data FEATURES.npy --labels LABELS.npy and an embeddings "
+                        "preset (e.g. --preset embeddings-cpu)")
+    if config.data == "mog" or config.data_path is None:
+        return config, None
+    if args.labels is not None:
+        pool = load_embeddings(args.data, args.labels)
+        combined = Path(args.out) / "data.npz"
+        save_embeddings(combined, pool.points, pool.labels)
+        config = config.replace(data_path=str(combined))
+        print(f"features {args.data} and labels {args.labels} stored together in {combined} (the run's data)",
+              file=sys.stderr)
+    else:
+        pool = load_pool(config)
+    if config.data == "embeddings" and args.x_dim is None and tuple(pool.point_shape) != tuple(config.point_shape):
+        width = int(pool.point_shape[0])
+        print(f"the features of {config.data_path} are {width}-d: the network's input size is {width} (the preset's "
+              f"default is {config.dim}; --x-dim sets it)", file=sys.stderr)
+        config = config.replace(net_x_dim=width)
+    return config, pool
 
 
 def _train(args) -> int:
-    from .train import Trainer, init_distributed
+    from .train import NonFiniteLossError, Trainer, init_distributed, resolve_device
 
+    out = Path(args.out)
     overrides = {field: kind(getattr(args, flag)) for flag, (field, kind) in _OVERRIDES.items()
                  if getattr(args, flag) is not None}
     if args.bf16:
@@ -113,26 +183,62 @@ def _train(args) -> int:
     if args.detach_reward is not None:
         overrides["detach_reward"] = args.detach_reward
     config = preset(args.preset, **overrides)
+    if (out / "last.pt").exists() and not args.resume:
+        raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    resolve_device(config.device)
+    check_output_dir(out, "--out")
+    config, pool = _train_pool(args, config)
     init_distributed()
-    trainer = Trainer(config, args.out, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress, pool=pool)
     if trainer.rank == 0:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        print(f"training {config.objective} ({config.preset}) on {trainer.device} into {args.out}, "
-              f"world size {trainer.world}, from step {trainer.step}", file=sys.stderr)
-    result = trainer.fit()
+        write_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
+        print(f"training {config.objective} ({config.preset}) on {trainer.device} into {out}, "
+              f"world size {trainer.world}, from step {trainer.step} to {config.iterations}", file=sys.stderr)
+    try:
+        result = trainer.fit()
+    except NonFiniteLossError as err:
+        raise UserError(str(err)) from None
+    except (KeyboardInterrupt, UserError, CheckpointError):
+        raise
+    except Exception as err:
+        if os.environ.get("GFNCP_TRACEBACK"):
+            raise
+        saved = trainer.last_saved
+        raise _TrainingFailed(
+            f"training failed at iteration {trainer.step} ({type(err).__name__}: {_one_line(err)[:300]}); "
+            + (f"the last checkpoint is {saved} (continue with --resume)" if saved else "no checkpoint was saved yet")
+            + "; set GFNCP_TRACEBACK=1 to see the traceback") from None
     if trainer.rank == 0:
         print(json.dumps(result))
     return 0
+
+
+class _TrainingFailed(Exception):
+    """Training stopped on an unexpected error (exit status 1)."""
 
 
 def _model_name(spec: str, config: TrainConfig) -> str:
     return config.objective.upper() if spec.startswith("pretrained:") else f"{config.objective.upper()} ({Path(spec).parent.name or spec})"
 
 
+def _evaluation_pool(args):
+    if args.labels is None:
+        return None
+    if args.data is None or Path(args.data).suffix != ".npy":
+        raise UserError("--labels goes with .npy features: --data FEATURES.npy --labels LABELS.npy")
+    from .data.embeddings import load_embeddings
+
+    return load_embeddings(args.data, args.labels)
+
+
 def _evaluate(args) -> int:
     from .evaluation import evaluate
 
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.figures:
+        check_output_dir(args.figures, "--figures")
+    pool = _evaluation_pool(args)
     reports, top_sets = {}, {}
     for spec in args.checkpoint:
         net, config = resolve_model(spec)
@@ -144,7 +250,7 @@ def _evaluate(args) -> int:
         if config.data != "mog" or args.test_alpha is not None:
             from .data.sources import evaluation_source
 
-            source = evaluation_source(config, alpha=args.test_alpha)
+            source = evaluation_source(config, pool=pool if config.data == "embeddings" else None, alpha=args.test_alpha)
         report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed, sdpp_sets=args.sdpp_sets,
                           sdpp_orders=args.sdpp_orders, progress=not args.no_progress, source=source,
                           keep_sets=1 if args.figures and config.data == "images" else 0)
@@ -156,15 +262,18 @@ def _evaluate(args) -> int:
             if metric in report:
                 r = report[metric]
                 print(f"  {metric:<14} {r['mean']:.4f} ± {r['std']:.4f} (median {r['median']:.4f}, n={r['n']})")
+        if "clusters_pred" in report:
+            pred, true = report["clusters_pred"], report["clusters_true"]
+            print(f"  {'clusters':<14} predicted {pred['mean']:.2f} vs true {true['mean']:.2f} (mean K over "
+                  f"{pred['n']} sets; predicted/true {pred['mean'] / true['mean']:.2f})")
         if "sets" in report:
             top_sets[name] = (net, report.pop("sets")[0])
         reports[name] = report
     if args.figures:
         _evaluation_figures(reports, top_sets, Path(args.figures), args.N)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         data = next(iter(reports.values())) if len(reports) == 1 else {"models": reports}
-        Path(args.json).write_text(json.dumps(data, indent=2))
+        write_atomic(args.json, json.dumps(data, indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -189,6 +298,37 @@ def _evaluation_figures(reports: dict, top_sets: dict, out: Path, n: int) -> Non
         print(f"wrote {path}")
 
 
+def _input_scale(args, points: np.ndarray, net, config: TrainConfig) -> tuple[np.ndarray, str, dict]:
+    """The points as the network sees them, a one-line description and the JSON record of the
+    scale (``--scale``, :mod:`gfncp_pyro.scale`); warns on stderr when points used as given look
+    off the model's scale."""
+    from .models import CRPMixture
+    from .scale import estimate_scale
+
+    mog = config.data == "mog"
+    if args.scale == "auto" and not mog:
+        raise UserError(f"--scale auto needs a model trained on Gaussian mixtures; {args.checkpoint} was trained on "
+                        f"{config.data}, whose features must be computed as for its training data (--scale none)")
+    if isinstance(args.scale, float):
+        record = {"mode": "factor", "factor": args.scale, "centre": None}
+        return points * args.scale, f"scale: points multiplied by {args.scale:g}", record
+    estimate = None
+    if mog and points.shape[0] >= 2 and args.scale in ("auto", None):
+        mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+        estimate = estimate_scale(torch.as_tensor(points), net, mixture)
+    if args.scale == "auto" and estimate is not None:
+        centre = estimate.centre.numpy()
+        record = {"mode": "auto", "factor": estimate.factor, "centre": centre.tolist()}
+        return (estimate.factor * (points - centre), f"scale: auto, points centred at their median and multiplied "
+                f"by {estimate.factor:.4g}", record)
+    if estimate is not None and estimate.off_scale():
+        print(f"gfncp cluster: warning: the points look off the model's scale (sigma_x = {config.sigma_x:g}, sigma_mu "
+              f"= {config.sigma_mu:g}): --scale auto would centre them and multiply them by {estimate.factor:.3g}; "
+              "pass --scale auto, a number, or --scale none to use them as given without this check", file=sys.stderr)
+    note = " (one point: nothing to estimate)" if args.scale == "auto" else ""
+    return points, "scale: none, points used as given" + note, {"mode": "none", "factor": 1.0, "centre": None}
+
+
 def _cluster(args) -> int:
     from . import decoding
 
@@ -196,47 +336,51 @@ def _cluster(args) -> int:
     # Decoding one set is a chain of small per-step operations: one thread is fastest, and on a
     # busy machine OpenMP's spin-waiting makes more threads many times slower.
     torch.set_num_threads(1)
+    if args.output:
+        check_output_file(args.output, "--output")
+    if args.png:
+        check_output_file(args.png, "--png", suffix=".png")
     points = read_points(args.input)
     net, config = resolve_model(args.checkpoint)
+    if len(config.point_shape) != 1:
+        raise UserError(f"{args.checkpoint} clusters images {config.point_shape}; gfncp cluster reads vector points "
+                        "(N, D) (use gfncp evaluate for image models)")
     if points.shape[1] != config.dim:
         raise UserError(f"{args.input} has points of dimension {points.shape[1]}, but the model was trained on "
                         f"dimension {config.dim}")
-    x = torch.as_tensor(points, dtype=next(net.parameters()).dtype)
-    labels, log_prob = decoding.greedy(net, x)
-    top_labels, top_log_prob = decoding.beam_search(net, x, beam_width=max(args.top_k, 8), top_k=args.top_k)
+    scaled, scale_text, scale_record = _input_scale(args, points, net, config)
+    dtype = next(net.parameters()).dtype
+    if not np.isfinite(scaled).all() or np.abs(scaled).max() > torch.finfo(dtype).max / 1e6:
+        raise UserError(f"the points reach {np.abs(points).max():.3g} (times the scale): too large for the network's "
+                        f"{dtype}; rescale them (--scale auto or a factor)")
+    x = torch.as_tensor(scaled, dtype=dtype)
+    with torch.no_grad():
+        labels, log_prob = decoding.greedy(net, x)
+        top_labels, top_log_prob = decoding.beam_search(net, x, beam_width=max(args.top_k, 8), top_k=args.top_k)
     result = {
         "labels": labels.tolist(), "log_prob": float(log_prob), "num_clusters": int(labels.max()) + 1,
+        "decoding": "greedy, identity order", "scale": scale_record,
         "top": [{"labels": lab.tolist(), "log_prob": float(lp)} for lab, lp in zip(top_labels, top_log_prob)],
     }
+    if not math.isfinite(result["log_prob"]):
+        raise UserError(f"the network gives log q = {result['log_prob']} on these points; check the checkpoint and "
+                        "the scale of the points (--scale auto)")
     if args.output:
-        np.savetxt(args.output, labels.numpy()[:, None], fmt="%d")
+        write_atomic(args.output, "".join(f"{int(v)}\n" for v in labels.tolist()))
     if args.png:
-        _plot_clusterings(points, top_labels, top_log_prob, args.png)
+        from .figures import plot_point_clusterings
+
+        panels = [(labels, f"greedy (written to --output), log q = {result['log_prob']:.2f}")]
+        panels += [(lab, f"beam search #{i + 1}, log q = {float(lp):.2f}")
+                   for i, (lab, lp) in enumerate(zip(top_labels, top_log_prob))]
+        plot_point_clusterings(scaled, panels, args.png, title=f"{args.checkpoint}: {points.shape[0]} points, "
+                               + scale_text.replace("scale: ", "scale "))
     elapsed = time.perf_counter() - start
     top = ", ".join(f"{t['log_prob']:.3f}" for t in result["top"])
     print(json.dumps(result) if args.json else
           f"{points.shape[0]} points -> {result['num_clusters']} clusters, log q = {result['log_prob']:.3f} "
-          f"(greedy); top-{len(result['top'])} log q: {top} [{elapsed:.2f} s]")
+          f"(greedy); top-{len(result['top'])} log q: {top}; {scale_text} [{elapsed:.2f} s]")
     return 0
-
-
-def _plot_clusterings(points: np.ndarray, labels: torch.Tensor, log_prob: torch.Tensor, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = labels.shape[0]
-    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 4.2), squeeze=False)
-    for ax, lab, lp in zip(axes[0], labels, log_prob.tolist()):
-        ax.scatter(points[:, 0], points[:, 1 if points.shape[1] > 1 else 0], c=lab.numpy(), cmap="tab20", s=12)
-        ax.set_title(f"{int(lab.max()) + 1} clusters, log q = {lp:.2f}", fontsize=10)
-        ax.set_xlabel("x[0]")
-        ax.set_ylabel("x[1]" if points.shape[1] > 1 else "x[0]")
-    fig.suptitle("Most probable clusterings under the policy (beam search)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _info(args) -> int:
@@ -253,15 +397,13 @@ def _info(args) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gfncp", description="Order-consistent amortized clustering (GFNCP, NCP).")
-    parser.add_argument("--version", action="version", version=f"gfncp-pyro {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _train_parser(sub) -> None:
     train = sub.add_parser("train", help="train GFNCP or NCP (Algorithm 1)")
     train.add_argument("--preset", default="mog2d-small", choices=sorted(PRESETS))
     train.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly (with a larger "
+                       "--iterations: extend it)")
+    train.add_argument("--labels", default=None, help="with --data FEATURES.npy: the (n,) class ids, a .npy file")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
     train.add_argument("--online", action="store_true", help="online mode (App. C): the energy ignores "
                        "unassigned points (U = 0), so points can arrive one by one")
@@ -271,21 +413,30 @@ def _parser() -> argparse.ArgumentParser:
                        help="balance=variance: the rewards enter the balance term without gradient (default: on)")
     train.add_argument("--no-progress", action="store_true")
     for flag, (_, kind) in _OVERRIDES.items():
+        kind = finite_float if kind is float else kind
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
                            help=_HELP.get(flag, f"override the preset's {flag}"))
     train.set_defaults(func=_train)
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="gfncp", description="Order-consistent amortized clustering (GFNCP, NCP).")
+    parser.add_argument("--version", action="version", version=f"gfncp-pyro {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    _train_parser(sub)
+
     ev = sub.add_parser("evaluate", help="the paper's protocol: greedy NMI, ARI, MC, SDPP")
     ev.add_argument("checkpoint", nargs="+", help="checkpoint path(s) or pretrained:NAME:OBJECTIVE (several: "
                     "compared on the same test sets)")
-    ev.add_argument("--sets", type=int, default=3000)
-    ev.add_argument("--N", type=int, default=300)
+    ev.add_argument("--sets", type=int_at_least(1), default=3000)
+    ev.add_argument("--N", type=int_at_least(1), default=300)
     ev.add_argument("--seed", type=int, default=12345)
-    ev.add_argument("--sdpp-sets", type=int, default=20)
-    ev.add_argument("--sdpp-orders", type=int, default=500)
+    ev.add_argument("--sdpp-sets", type=int_at_least(0), default=20)
+    ev.add_argument("--sdpp-orders", type=int_at_least(1), default=500)
     ev.add_argument("--data", default=None, help="image/embedding models: read the data from here instead of the "
                     "path they were trained with (same split)")
-    ev.add_argument("--test-alpha", type=float, default=None, help="CRP concentration of the test partitions "
+    ev.add_argument("--labels", default=None, help="with --data FEATURES.npy: the (n,) class ids, a .npy file")
+    ev.add_argument("--test-alpha", type=finite_float, default=None, help="CRP concentration of the test partitions "
                     "(default: the training alpha)")
     ev.add_argument("--figures", default=None, help="directory for sdpp.png (histogram + ECDF) and, for image "
                     "models, top3_*.png")
@@ -294,12 +445,16 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=_evaluate)
 
-    cl = sub.add_parser("cluster", help="cluster the points of a CSV or .npy file")
+    cl = sub.add_parser("cluster", help="cluster the points of a CSV, .npy or .npz file")
     cl.add_argument("checkpoint", help="checkpoint path or pretrained:NAME:OBJECTIVE")
-    cl.add_argument("--input", required=True, help="points (N, D): .csv without header, or .npy")
-    cl.add_argument("--top-k", type=int, default=3)
+    cl.add_argument("--input", required=True, help="points (N, D): .csv without header, .npy, or .npz")
+    cl.add_argument("--top-k", type=int_at_least(1), default=3)
+    cl.add_argument("--scale", type=_scale, default=None, help="auto (centre, then the factor of maximum evidence "
+                    "under the model's generative model), none, or a factor; default: none, with a warning when "
+                    "the points look off the model's scale")
     cl.add_argument("--output", default=None, help="write the greedy labels here, one per line")
-    cl.add_argument("--png", default=None, help="draw the top clusterings (first two coordinates)")
+    cl.add_argument("--png", default=None, help="draw the greedy partition (the one in --output) and the beam-search "
+                    "top-k (2-D PCA projection for D > 2)")
     cl.add_argument("--json", action="store_true", help="print the result as JSON")
     cl.set_defaults(func=_cluster)
 
@@ -309,13 +464,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run(args) -> int:
     try:
         return args.func(args)
     except (UserError, CheckpointError, ValueError) as err:
-        print(f"gfncp {args.command}: error: {err}", file=sys.stderr)
+        print(f"gfncp {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except _TrainingFailed as err:
+        print(f"gfncp {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_interruptible(lambda: _run(args), f"gfncp {args.command}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,20 @@ so the ``2^N`` subset scores ``T`` are computed once
 (:meth:`~gfncp_pyro.likelihoods.IsotropicGaussian.subset_log_marginals`) and every partition is
 scored by table look-ups of its block bitmasks. All in float64.
 
+Enumeration splits the points into a prefix ``0..p-1`` and a suffix of ``s = min(N - 1, 6)``
+points: the partitions in lexicographic order are the prefixes' (Bell(p) of them) each followed
+by every canonical continuation of its ``K`` open clusters, and those continuations and their
+block bitmasks depend on ``K`` only. They are built once per ``K``; each prefix then costs two
+block copies into the preallocated label matrix and ``K`` look-ups per row into reused
+buffers (the blocks opened inside the suffix are scored once per ``K``). Peak memory is the
+output (``B_N x N`` int64 labels and ``B_N`` float64 log-probabilities) plus ``O(2^N)``.
+
+Inputs are standardised first (:meth:`~gfncp_pyro.likelihoods.ConjugateGaussian.standardise`:
+divided by ``sigma_x``, or centred on ``mu0`` and divided by the scale of ``Psi``), which leaves
+the posterior unchanged and keeps every finite input whose standardised coordinates stay within
+:data:`~gfncp_pyro.likelihoods.MAX_STANDARDISED` exact; beyond that a ``ValueError`` names the
+supported range.
+
 References
 ----------
 [1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
@@ -24,11 +38,12 @@ from typing import NamedTuple
 import torch
 
 from ._checks import positive_float
-from .partitions import MAX_ENUMERATION_N, enumerate_partitions
+from .partitions import MAX_ENUMERATION_N, bell_number, enumerate_partitions
 
 __all__ = ["ExactPosterior", "exact_posterior", "subset_log_joint_table", "make_likelihood"]
 
-_CHUNK = 1 << 19
+_SUFFIX = 6
+"""Points in the suffix of the enumeration (continuation tables of at most ~1e5 rows)."""
 
 
 class ExactPosterior(NamedTuple):
@@ -84,19 +99,80 @@ def _check_x(x) -> torch.Tensor:
 def subset_log_joint_table(x: torch.Tensor, alpha: float, likelihood) -> torch.Tensor:
     """Block scores ``T[S] = log alpha + lgamma(|S|) + log p(x_S)`` for all ``2^N`` subsets.
 
+    ``log p(x_S)`` is computed on the standardised problem (module docstring) and mapped back,
+    ``log p(x_S) = log p'(x'_S) - |S| log_unit``.
+
     :param torch.Tensor x: points ``(N, D)``.
     :returns: float64 ``(2^N,)``, ``T[0] = 0``.
+    :raises ValueError: for points outside the supported range, or if a score is not finite.
     """
     x = _check_x(x)
     alpha = _check_alpha(alpha)
     n = x.shape[0]
-    table = likelihood.subset_log_marginals(x).double()
+    x_std, standard, log_unit = likelihood.standardise(x)
+    table = standard.subset_log_marginals(x_std).double()
     subsets = torch.arange(1 << n, device=x.device)
-    bits = 1 << torch.arange(n, device=x.device)
-    sizes = ((subsets.unsqueeze(-1) & bits) > 0).sum(-1).double()
-    table = table + math.log(alpha) + torch.lgamma(sizes.clamp(min=1))
+    sizes = ((subsets.unsqueeze(-1) >> torch.arange(n, device=x.device)) & 1).sum(-1).double()
+    table = table - log_unit * sizes + math.log(alpha) + torch.lgamma(sizes.clamp(min=1))
     table[0] = 0.0
+    if not bool(torch.isfinite(table).all()):
+        raise ValueError("the block scores log p(x_S) are not finite for these points and hyper-parameters; "
+                         "rescale the data or choose hyper-parameters of its scale")
     return table
+
+
+def _continuations(k_open: int, length: int) -> torch.Tensor:
+    """Every canonical continuation, in lexicographic order, of a prefix with ``k_open`` open
+    clusters by ``length`` more labels: ``(count, length)`` long. One tensor op per position."""
+    labels = torch.zeros((1, 0), dtype=torch.long)
+    k = torch.full((1,), k_open, dtype=torch.long)
+    for _ in range(length):
+        counts = k + 1
+        parent = torch.repeat_interleave(torch.arange(labels.shape[0]), counts)
+        child = torch.arange(parent.shape[0]) - (torch.cumsum(counts, 0) - counts)[parent]
+        labels = torch.cat([labels[parent], child.unsqueeze(-1)], dim=-1)
+        k = torch.maximum(k[parent], child + 1)
+    return labels
+
+
+def _block_masks(labels: torch.Tensor, width: int, first_bit: int) -> torch.Tensor:
+    """Bitmask of every block ``(rows, width)`` of labels ``(rows, L)`` whose column ``t`` is
+    point ``first_bit + t``."""
+    bits = (1 << torch.arange(first_bit, first_bit + labels.shape[1])).expand_as(labels)
+    return torch.zeros(labels.shape[0], width, dtype=torch.long).scatter_add_(1, labels, bits)
+
+
+def _enumerate_log_joint(table: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All partitions (lexicographic) and ``sum_k T[S_k]`` of each, by prefix and suffix."""
+    suffix = min(n - 1, _SUFFIX)
+    p = n - suffix
+    prefixes = enumerate_partitions(p)
+    k_prefix = (prefixes.max(1).values + 1).tolist()
+    prefix_masks = _block_masks(prefixes, p, 0)
+    tails, heads, conts = {}, {}, {}
+    for k in sorted(set(k_prefix)):
+        conts[k] = _continuations(k, suffix)
+        masks = _block_masks(conts[k], k + suffix, p)
+        heads[k] = masks[:, :k].contiguous()  # suffix points joining the prefix's blocks
+        tails[k] = table[masks[:, k:]].sum(1)  # blocks opened in the suffix: prefix-free
+    total = bell_number(n)
+    labels = torch.empty((total, n), dtype=torch.long)
+    log_joint = torch.empty(total, dtype=torch.float64)
+    width = max(heads[k].numel() for k in heads)
+    index_buf = torch.empty(width, dtype=torch.long)
+    value_buf = torch.empty(width, dtype=torch.float64)
+    row = 0
+    for j, k in enumerate(k_prefix):
+        count = conts[k].shape[0]
+        rows = slice(row, row + count)
+        labels[rows, :p] = prefixes[j]
+        labels[rows, p:] = conts[k]
+        index = torch.bitwise_or(heads[k], prefix_masks[j, :k], out=index_buf[: count * k].view(count, k))
+        values = torch.index_select(table, 0, index.view(-1), out=value_buf[: count * k]).view(count, k)
+        torch.sum(values, 1, out=log_joint[rows])
+        log_joint[rows] += tails[k]
+        row += count
+    return labels, log_joint
 
 
 def exact_posterior(
@@ -108,13 +184,17 @@ def exact_posterior(
 ) -> ExactPosterior:
     """The exact posterior ``p(c | x)`` of Eq. (1) in [1] over all partitions of ``x``.
 
-    :param torch.Tensor x: points ``(N, D)`` with ``1 <= N <= 12``.
+    :param torch.Tensor x: points ``(N, D)`` with ``1 <= N <= 12``, finite, within the range of
+        :meth:`~gfncp_pyro.likelihoods.ConjugateGaussian.standardise` (e.g. ``|x| / sigma_x <=
+        1e100`` for the isotropic family).
     :param float alpha: CRP concentration.
     :param float sigma_mu: prior std of cluster means (ignored when ``likelihood`` is given).
     :param float sigma_x: std of points around their mean (ignored when ``likelihood`` is given).
     :param likelihood: a conjugate likelihood from :mod:`gfncp_pyro.likelihoods`
         (default: :class:`IsotropicGaussian` with ``sigma_mu, sigma_x``).
-    :returns: :class:`ExactPosterior` (float64).
+    :returns: :class:`ExactPosterior` (float64; labels int64 in lexicographic order).
+    :raises ValueError: for bad shapes, non-finite points, points or hyper-parameters outside
+        the supported range.
     """
     x = _check_x(x)
     n, dim = x.shape
@@ -125,14 +205,9 @@ def exact_posterior(
         )
     alpha = _check_alpha(alpha)
     likelihood = make_likelihood(likelihood, sigma_mu, sigma_x, dim)
-    table = subset_log_joint_table(x, alpha, likelihood)
-    labels = enumerate_partitions(n, dtype=torch.int8, device=x.device)
-    bits = (1 << torch.arange(n, device=x.device)).expand(min(_CHUNK, labels.shape[0]), n)
-    log_joint = torch.empty(labels.shape[0], dtype=torch.float64, device=x.device)
-    for start in range(0, labels.shape[0], _CHUNK):
-        chunk = labels[start : start + _CHUNK].long()
-        masks = torch.zeros_like(chunk).scatter_add_(1, chunk, bits[: chunk.shape[0]])
-        log_joint[start : start + _CHUNK] = table[masks].sum(-1)
+    table = subset_log_joint_table(x, alpha, likelihood).cpu()
+    labels, log_joint = _enumerate_log_joint(table, n)
     log_joint += math.lgamma(alpha) - math.lgamma(alpha + n)
     log_evidence = torch.logsumexp(log_joint, 0)
-    return ExactPosterior(labels.long(), log_joint - log_evidence, log_evidence)
+    log_joint -= log_evidence
+    return ExactPosterior(labels.to(x.device), log_joint.to(x.device), log_evidence.to(x.device))

@@ -1,9 +1,10 @@
-"""Figures of the image-clustering experiments: SDPP distributions and the top clusterings.
+"""Figures of the clustering experiments: SDPP distributions and clusterings of images or points.
 
 :func:`plot_sdpp` draws the histogram and the empirical CDF of SDPP (Eq. 32 in [1]) per model,
 as Figs. 1 and 5 in [1]; :func:`plot_top_clusterings` shows the most probable clusterings of
 a set of images, one cluster per row, as Fig. 3 in [1] (e.g. the top-3 of
-:func:`gfncp_pyro.decoding.beam_search`).
+:func:`gfncp_pyro.decoding.beam_search`); :func:`plot_point_clusterings` draws clusterings of
+vector points side by side, in a 2-D PCA projection when ``D > 2``. PNGs are written atomically.
 
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot, no
 global backend switch, nothing left open.
@@ -27,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-__all__ = ["plot_sdpp", "plot_top_clusterings"]
+__all__ = ["plot_sdpp", "plot_top_clusterings", "plot_point_clusterings", "pca_projection"]
 
 DPI = 120
 SDPP_BINS = 30
@@ -74,8 +75,9 @@ def _save(fig: Figure, path) -> Path:
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig).print_png(path)
-    return path
+    from .outputs import write_atomic_with
+
+    return write_atomic_with(path, FigureCanvasAgg(fig).print_png, "wb")
 
 
 def _check_sdpp_values(values) -> dict[str, np.ndarray]:
@@ -274,5 +276,76 @@ def plot_top_clusterings(
                      fontsize=10)
         ax.set_axis_off()
     fig.suptitle(title or "Most probable clusterings", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pca_projection(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first two principal components of ``points`` ``(N, D)``.
+
+    :returns: ``(coordinates (N, 2), explained (2,))``: the centred points projected on the two
+        leading right singular vectors (signs fixed so that each axis's largest loading is
+        positive), and the fraction of the total variance along each.
+    """
+    centred = points - points.mean(0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:2]
+    axes = axes * np.sign(axes[np.arange(axes.shape[0]), np.abs(axes).argmax(1)])[:, None]
+    total = float((singular ** 2).sum())
+    explained = (singular[:2] ** 2) / total if total > 0 else np.zeros(axes.shape[0])
+    coordinates = centred @ axes.T
+    if coordinates.shape[1] < 2:
+        coordinates = np.concatenate([coordinates, np.zeros((coordinates.shape[0], 2 - coordinates.shape[1]))], 1)
+        explained = np.concatenate([explained, np.zeros(2 - explained.shape[0])])
+    return coordinates, explained
+
+
+def plot_point_clusterings(points, panels: Sequence[tuple], path, title: str = "") -> Path:
+    """Clusterings of vector points side by side, one panel each, colours following clusters.
+
+    Points of ``D = 2`` are drawn as they are (axes ``x[0]``, ``x[1]``); ``D = 1`` against the
+    point index; ``D > 2`` in the 2-D PCA projection of the points (:func:`pca_projection`),
+    axes labelled with the share of variance. A cluster keeps the colour of the first panel's
+    cluster it shares most points with.
+
+    :param points: ``(N, D)`` array or tensor, finite.
+    :param panels: ``[(labels (N,), title), ...]``, non-empty: e.g. the greedy partition
+        written to a file, then the top-k of beam search.
+    :param path: the ``.png`` to write.
+    :returns: ``path`` as a :class:`~pathlib.Path`.
+    """
+    points = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] == 0 or not np.isfinite(points).all():
+        raise ValueError(f"points must be a finite array (N, D) with N >= 1, got shape {points.shape}")
+    n, d = points.shape
+    if not isinstance(panels, Sequence) or not panels:
+        raise ValueError("panels must be a non-empty list of (labels (N,), title) pairs")
+    checked = _check_clusterings([(labels, 0.0) for labels, _ in panels], n, log=True)
+    if d == 2:
+        xy, axis_names = points, ("x[0]", "x[1]")
+    elif d == 1:
+        xy, axis_names = np.stack([np.arange(n), points[:, 0]], 1), ("point index", "x[0]")
+    else:
+        xy, explained = pca_projection(points)
+        axis_names = tuple(f"PC{i + 1} ({100 * e:.0f}% of the variance)" for i, e in enumerate(explained))
+    members = []
+    for labels, _ in checked:
+        _, first = np.unique(labels, return_index=True)
+        members.append([np.flatnonzero(labels == labels[f]) for f in np.sort(first)])
+    color_index = _match_colors(members, n)
+    palette = _colors(1 + max(max(row) for row in color_index))
+    size = float(np.clip(2000.0 / n, 4.0, 30.0))
+    fig = Figure(figsize=(4.4 * len(panels), 4.6), dpi=DPI)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, clusters, colors, (_, panel_title) in zip(axes, members, color_index, panels):
+        for cluster, c in zip(clusters, colors):
+            ax.scatter(xy[cluster, 0], xy[cluster, 1], s=size, color=palette[c], linewidths=0)
+        ax.set_title(f"{panel_title}\n{len(clusters)} clusters", fontsize=9)
+        ax.set_xlabel(axis_names[0], fontsize=8)
+        ax.set_ylabel(axis_names[1], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25)
+    projection = "" if d <= 2 else f" (D = {d}: 2-D PCA projection)"
+    fig.suptitle((title or "Clusterings") + projection, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

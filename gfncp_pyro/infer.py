@@ -6,7 +6,8 @@ mixture (Eq. (1) in [1], means integrated out),
     log w(c) = log p(c, x) - log q(c | x),      log p(c, x) = log CRP(c) + log p(x | c),
 
 * :func:`importance`: self-normalised importance sampling; ``S`` partitions are decoded in one
-  vectorised pass and weighted at once. The weights are those of ``pyro.infer.Importance`` with
+  vectorised pass and weighted at once. It warns (:class:`LowESSWarning`) when the effective
+  sample size is under 5 % of ``S``: the estimates then rest on a few samples. The weights are those of ``pyro.infer.Importance`` with
   a :class:`~gfncp_pyro.guides.GFNCPGuide` (its means come from their exact posterior), without
   ``S`` Python traces. Returns the weighted samples, the estimate
   ``log p(x) ~ logsumexp(log w) - log S`` and the effective sample size
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Literal, NamedTuple
 
 import torch
@@ -41,6 +43,9 @@ from .guides import GFNCPGuide
 from .models import CRPMixture
 
 __all__ = [
+    "LOW_ESS_FRACTION",
+    "LowESSWarning",
+    "warn_if_low_ess",
     "ImportanceResult",
     "MHResult",
     "PartitionTable",
@@ -53,6 +58,32 @@ __all__ = [
     "map_partition",
     "fit",
 ]
+
+LOW_ESS_FRACTION = 0.05
+"""An effective sample size under this fraction of the samples triggers :class:`LowESSWarning`."""
+
+
+class LowESSWarning(UserWarning):
+    """Importance weights concentrate on a few samples: the estimates are unreliable."""
+
+
+def warn_if_low_ess(ess: float, num_samples: int, what: str = "importance sampling") -> bool:
+    """Warn (:class:`LowESSWarning`) when ``ess < LOW_ESS_FRACTION * num_samples``.
+
+    :returns: whether it warned.
+    """
+    if not ess < LOW_ESS_FRACTION * num_samples:
+        return False
+    warnings.warn(
+        f"{what}: effective sample size {ess:.1f} is under {LOW_ESS_FRACTION:.0%} of the "
+        f"{num_samples} samples, so the weighted posterior and the log-evidence rest on a few "
+        "samples and are unreliable. Draw more samples, fine-tune the guide on this data set "
+        "(gfncp_pyro.infer.fit), use a guide trained on sets like this one (size, spread), or "
+        "check that the model's hyper-parameters are those the network was trained for",
+        LowESSWarning, stacklevel=3,
+    )
+    return True
+
 
 _CO_CLUSTERING_ELEMENTS = 2**24
 """Bound on the ``(chunk, N, K)`` one-hot block of :func:`co_clustering`."""
@@ -178,6 +209,7 @@ def importance(
     num_samples: int = 1000,
     *,
     generator: torch.Generator | int | None = None,
+    warn: bool = True,
 ) -> ImportanceResult:
     """Importance sampling of the posterior over partitions with the guide as proposal.
 
@@ -189,18 +221,23 @@ def importance(
     :param torch.Tensor x: one set ``(N, D)``.
     :param int num_samples: ``S``.
     :param generator: a :class:`torch.Generator` or ``int`` seed (default: the guide's).
+    :param bool warn: warn (:class:`LowESSWarning`) when the effective sample size is under
+        :data:`LOW_ESS_FRACTION` of ``num_samples``.
     :returns: :class:`ImportanceResult`, in ``x``'s dtype.
     """
     num_samples = _check_count(num_samples, "num_samples")
     labels, log_q, log_joint = _proposals(model, guide, x, num_samples, generator)
     log_weights = log_joint - log_q
     log_normalised = log_weights - torch.logsumexp(log_weights, 0)
+    ess = torch.exp(-torch.logsumexp(2 * log_normalised, 0))
+    if warn:
+        warn_if_low_ess(float(ess), num_samples, "gfncp_pyro.infer.importance")
     return ImportanceResult(
         labels=labels,
         log_weights=log_weights,
         log_joint=log_joint,
         log_evidence=torch.logsumexp(log_weights, 0) - math.log(num_samples),
-        ess=torch.exp(-torch.logsumexp(2 * log_normalised, 0)),
+        ess=ess,
     )
 
 

@@ -45,6 +45,8 @@ from .partitions import check_canonical, num_clusters as count_clusters
 
 __all__ = [
     "MAX_SUBSET_N",
+    "MAX_STANDARDISED",
+    "SIGMA_RANGE",
     "ConjugateGaussian",
     "IsotropicGaussian",
     "NormalInverseWishart",
@@ -55,6 +57,13 @@ __all__ = [
 
 MAX_SUBSET_N = 22
 """Largest set for :meth:`ConjugateGaussian.subset_log_marginals` (``2^22`` subsets)."""
+
+MAX_STANDARDISED = 1e100
+"""Largest coordinate of standardised points (:meth:`ConjugateGaussian.standardise`)."""
+
+SIGMA_RANGE = (1e-150, 1e150)
+"""Supported range of the isotropic family's ``sigma_mu``, ``sigma_x`` and of their ratio
+(their squares must be finite, normal float64 numbers)."""
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -93,6 +102,14 @@ class NIWPosterior(NamedTuple):
     kappa: torch.Tensor
     nu: torch.Tensor
     scale: torch.Tensor
+
+
+def _in_sigma_range(value: float, name: str) -> float:
+    low, high = SIGMA_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"{name} = {value:.3g} is outside the supported range [{low:.0e}, {high:.0e}] "
+                         "(its square must be a finite float64 number)")
+    return value
 
 
 def _positive_int(value, name: str) -> int:
@@ -308,6 +325,39 @@ class ConjugateGaussian(ABC):
         out = out.masked_fill(beyond, -math.inf)
         return out.reshape(batch + (num_slots,))
 
+    def log_predictive_from_stats(self, x_new, counts, means, scatter) -> torch.Tensor:
+        """``log p(x_new | x_S)`` for blocks given by their statistics (empty blocks: the prior
+        predictive ``log p(x_new)``), the per-step quantity of collapsed Gibbs sampling.
+
+        :param torch.Tensor x_new: one point per row ``(B, D)``.
+        :param counts: ``(B, K)``; :param means: ``(B, K, D)``; :param scatter: ``(B, K)`` or
+            ``(B, K, D, D)`` as in :class:`BlockStatistics`.
+        :returns: ``(B, K)``.
+        """
+        return self._log_predictive_from_stats(x_new.unsqueeze(-2), counts, means, scatter)
+
+    # ----------------------------------------------------------------- standardisation
+    def standardise(self, x: torch.Tensor):
+        """An equivalent problem in well-scaled units: ``(x', likelihood', log_unit)`` with
+        ``log p(x_S) = log p'(x'_S) - |S| log_unit`` for every subset ``S``, so the posterior over
+        partitions is the same. The base class changes nothing (``log_unit = 0``); the Gaussian
+        families centre on the prior mean where the family allows it and divide by a scale of
+        the prior, in float64 (see the subclasses).
+
+        :param torch.Tensor x: points ``(N, D)``.
+        :raises ValueError: if the standardised points exceed :data:`MAX_STANDARDISED`.
+        """
+        return x, self, 0.0
+
+    def _check_range(self, x: torch.Tensor, unit: str) -> None:
+        largest = float(x.abs().max()) if x.numel() else 0.0
+        if not largest <= MAX_STANDARDISED:
+            raise ValueError(
+                f"the points lie up to {largest:.3g} {unit}; the exact maths supports at most "
+                f"{MAX_STANDARDISED:.0e} (squared distances must stay finite in float64). Rescale the "
+                "data or choose hyper-parameters of its scale"
+            )
+
     # --------------------------------------------------------------------- subset table
     def subset_log_marginals(self, x) -> torch.Tensor:
         """``log p(x_S)`` of every subset ``S`` of one set, taken as a single cluster.
@@ -355,8 +405,9 @@ class IsotropicGaussian(ConjugateGaussian):
     """
 
     def __init__(self, sigma_mu: float, sigma_x: float, dim: int):
-        self.sigma_mu = _float_above(sigma_mu, "sigma_mu")
-        self.sigma_x = _float_above(sigma_x, "sigma_x")
+        self.sigma_mu = _in_sigma_range(_float_above(sigma_mu, "sigma_mu"), "sigma_mu")
+        self.sigma_x = _in_sigma_range(_float_above(sigma_x, "sigma_x"), "sigma_x")
+        _in_sigma_range(self.sigma_mu / self.sigma_x, "sigma_mu / sigma_x")
         self.dim = _positive_int(dim, "dim")
 
     def __repr__(self) -> str:
@@ -365,6 +416,16 @@ class IsotropicGaussian(ConjugateGaussian):
 
     def _scatter_term(self, delta):
         return delta.square().sum(-1)
+
+    def standardise(self, x: torch.Tensor):
+        """Units of ``sigma_x``: ``x' = x / sigma_x`` with ``sigma_mu' = sigma_mu / sigma_x``,
+        ``sigma_x' = 1`` and ``log_unit = D log sigma_x``. The prior mean 0 fixes the origin, so the
+        points are not centred (a shift changes this model's posterior)."""
+        unit = self.sigma_x
+        scaled = IsotropicGaussian(self.sigma_mu / unit, 1.0, self.dim)
+        x = x / unit
+        self._check_range(x, f"sigma_x = {unit:.3g} from the prior mean 0 (|x| / sigma_x)")
+        return x, scaled, self.dim * math.log(unit)
 
     def log_marginal_from_stats(self, counts, means, scatter):
         """Per dimension the block is ``N(0, sigma_x^2 I + sigma_mu^2 11^T)``, so::
@@ -461,6 +522,16 @@ class NormalInverseWishart(ConjugateGaussian):
 
     def _scatter_term(self, delta):
         return delta.unsqueeze(-1) * delta.unsqueeze(-2)
+
+    def standardise(self, x: torch.Tensor):
+        """Centred on ``mu0`` in units of ``s = sqrt(max diag Psi)``: ``x' = (x - mu0) / s`` with
+        ``mu0' = 0``, ``Psi' = Psi / s^2`` (the family is affine-equivariant) and
+        ``log_unit = D log s``."""
+        unit = math.sqrt(float(torch.diagonal(self.scale).max()))
+        scaled = NormalInverseWishart(self.dim, 0.0, self.kappa0, self.nu0, self.scale / unit**2)
+        x = (x.double() - self.mu0.to(x.device)) / unit
+        self._check_range(x, f"s = {unit:.3g} from mu0 (|x - mu0| / s, s^2 = the largest diagonal entry of Psi)")
+        return x, scaled, self.dim * math.log(unit)
 
     def posterior_from_stats(self, counts, means, scatter) -> NIWPosterior:
         """``kappa_n = kappa0 + n``, ``nu_n = nu0 + n``, ``mu_n = (kappa0 mu0 + n xbar) / kappa_n``,

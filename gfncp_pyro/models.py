@@ -12,9 +12,28 @@ is ``D = 2, sigma_mu = 10, sigma_x = 1``. Three variants of the same distributio
 
 * ``"dynamic"``: the clusters plate has the K clusters of ``c`` (``mu`` is ``(K, D)``);
 * ``"padded"``: the clusters plate has N slots (``mu`` is ``(N, D)``), empty slots drawn from
-  the prior, so every trace has the same shapes (``pyro.infer.Predictive`` works);
+  the prior, so every trace has the same shapes;
 * ``"collapsed"``: the means are integrated out; ``x`` is one observed site whose density is
   the conjugate marginal (:class:`~gfncp_pyro.distributions.GaussianMixtureMarginal`).
+
+Shapes of the sites, for one trace and with ``S`` samples or particles (``pyro.infer.
+Predictive``, vectorised particles: Pyro adds the sample dimension left of the model's plates,
+so sites outside every plate get a dimension of size 1 in the padded model)::
+
+    variant     one trace                     Predictive(num_samples=S) / particle plate of S
+    dynamic     c (N,) mu (K, D) x (N, D)     not supported: K differs between samples (error)
+    padded      c (N,) mu (N, D) x (N, D)     c (S, 1, N)  mu (S, N, D)  x (S, N, D)
+    collapsed   c (N,)           x (N, D)     c (S, N)                   x (S, N, D)
+
+``Predictive`` and ``EmpiricalMarginal(posterior, "mu")`` stack the values of many traces, so
+they need the padded (or collapsed) variant; inside a vectorised plate the dynamic variant
+raises a ``ValueError`` naming them, and ``Predictive`` on it fails in ``torch.stack``.
+
+Conditioning follows Pyro's conventions: ``model(x)``, ``model(observations={"x": x})`` (as
+``pyro.infer.CSIS`` calls it), ``model(num_points=N)`` to generate, and ``model(x,
+replicate=True)`` to generate a replicated data set of the size of ``x`` without conditioning
+on it (the posterior predictive: ``Predictive(model, guide=guide, num_samples=S)(x,
+replicate=True)["x"]``; ``Predictive(poutine.uncondition(model), ...)`` does the same).
 
 :meth:`CRPMixture.sample_batch` draws padded batches of ``(c, x)`` with different ``N`` and
 ``K`` per set from exactly this distribution, without Pyro or Python loops: it is the training
@@ -39,9 +58,29 @@ from .distributions import ChineseRestaurantProcess, GaussianMixtureMarginal, sa
 from .likelihoods import IsotropicGaussian
 from .partitions import PAD_LABEL, lengths_to_mask
 
-__all__ = ["CRPMixture", "MixtureBatch", "Variant", "mog2d"]
+__all__ = ["CRPMixture", "MixtureBatch", "Variant", "dynamic_batch_error", "mog2d"]
 
 Variant = Literal["dynamic", "padded", "collapsed"]
+
+
+def dynamic_batch_error(who: str, shape: tuple) -> str:
+    """The message of the error raised when the dynamic variant meets batched partitions."""
+    return (
+        f"{who}: the partition 'c' has shape {shape}, i.e. several partitions at once (a "
+        "vectorised particle plate: vectorize_particles=True, vectorized_importance_weights, "
+        "Predictive(parallel=True)). The 'dynamic' variant has a different number of means per "
+        "partition and cannot be batched; use CRPMixture(..., variant='padded') (mu of shape "
+        "(N, D)) or variant='collapsed' (no mu), or run the particles sequentially"
+    )
+
+
+def _means_of_points(mu: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``mu[c]``: the mean of each point's cluster, for ``c`` ``(N,)`` and ``mu`` ``(K, D)`` or,
+    batched, ``c`` ``(*B, 1, N)`` and ``mu`` ``(*B, S, D)`` (the 1 sits at the plates' dim)."""
+    if c.ndim == 1:
+        return mu[c]
+    index = c.squeeze(-2)
+    return mu.gather(-2, index.unsqueeze(-1).expand(index.shape + mu.shape[-1:]))
 
 
 class MixtureBatch(NamedTuple):
@@ -131,29 +170,58 @@ class CRPMixture:
             raise ValueError("x contains NaN or infinite values")
         return x
 
-    def __call__(self, x: torch.Tensor | None = None, num_points: int | None = None):
-        """Run the model. Returns the sampled or observed points ``(N, D)``."""
+    def _alpha(self, dtype, device) -> torch.Tensor:
+        key = (dtype, device)
+        cache = self.__dict__.setdefault("_alpha_cache", {})
+        if key not in cache:
+            cache[key] = torch.tensor(self.alpha, dtype=dtype, device=device)
+        return cache[key]
+
+    def _inputs(self, x, num_points, observations):
+        if observations is not None:
+            if not isinstance(observations, dict):
+                raise ValueError(f"observations must be a dict of site values, e.g. {{'x': x}}, "
+                                 f"got {type(observations).__name__}")
+            unknown = sorted(set(observations) - {"x"})
+            if unknown:
+                raise ValueError(f"observations may only hold the observed site 'x', got {unknown}; "
+                                 "to fix latent sites use pyro.poutine.condition")
+            x = observations.get("x", x)
         if x is not None:
             x = self.check_points(x)
             if num_points is not None and num_points != x.shape[0]:
                 raise ValueError(f"num_points={num_points} disagrees with x of {x.shape[0]} points")
-            num_points = x.shape[0]
-            dtype, device = x.dtype, x.device
-        else:
-            if not isinstance(num_points, int) or isinstance(num_points, bool) or num_points < 1:
-                raise ValueError(f"num_points must be a positive integer when x is None, got {num_points!r}")
-            dtype, device = torch.get_default_dtype(), None
-        alpha = torch.tensor(self.alpha, dtype=dtype, device=device)
-        c = pyro.sample("c", ChineseRestaurantProcess(alpha, num_points))
+            return x, x.shape[0], x.dtype, x.device
+        if not isinstance(num_points, int) or isinstance(num_points, bool) or num_points < 1:
+            raise ValueError(f"num_points must be a positive integer when x is None, got {num_points!r}")
+        return None, num_points, torch.get_default_dtype(), None
+
+    def __call__(self, x: torch.Tensor | None = None, num_points: int | None = None, *,
+                 observations: dict | None = None, replicate: bool = False):
+        """Run the model. Returns the sampled or observed points ``(N, D)``.
+
+        :param torch.Tensor x: observed points ``(N, D)``.
+        :param int num_points: ``N`` when generating (or a check of ``x``).
+        :param dict observations: ``{"x": points}``, Pyro's CSIS convention (takes precedence
+            over ``x``).
+        :param bool replicate: sample ``x`` (of the size of the given points) instead of
+            conditioning on it: replicated data for the posterior predictive.
+        """
+        x, num_points, dtype, device = self._inputs(x, num_points, observations)
+        observed = None if replicate else x
+        c = pyro.sample("c", ChineseRestaurantProcess(self._alpha(dtype, device), num_points))
         if self.variant == "collapsed":
             marginal = GaussianMixtureMarginal(c, self.sigma_mu, self.sigma_x, self.dim)
-            return pyro.sample("x", marginal, obs=x)
+            return pyro.sample("x", marginal, obs=observed)
+        if self.variant == "dynamic" and c.ndim > 1:
+            raise ValueError(dynamic_batch_error("CRPMixture", tuple(c.shape)))
         num_slots = num_points if self.variant == "padded" else int(c.max()) + 1
         zero = torch.zeros(self.dim, dtype=dtype, device=device)
         with pyro.plate("clusters", num_slots):
             mu = pyro.sample("mu", dist.Normal(zero, self.sigma_mu).to_event(1))
         with pyro.plate("points", num_points):
-            return pyro.sample("x", dist.Normal(mu[c], self.sigma_x).to_event(1), obs=x)
+            return pyro.sample("x", dist.Normal(_means_of_points(mu, c), self.sigma_x).to_event(1),
+                               obs=observed)
 
     # ------------------------------------------------------------ the vectorised sampler
     def sample_batch(

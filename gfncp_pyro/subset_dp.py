@@ -6,9 +6,10 @@ partition is a product over its blocks, so the sum over all partitions of a subs
     Z(S) = sum_{R subset of S minus {l}} T[{l} u R] * Z(S minus {l} minus R),   l = min(S),
 
 (the block holding the lowest point ``l`` is chosen first). Processing lowest points
-``l = N-1, ..., 0`` every level is one vectorised pass over the ``3^(N-1-l)`` pairs (S', R) with
-``R subset of S' subset of {l+1, ..., N-1}``, enumerated as ternary digit strings; in total
-``O(3^N)`` work and ``O(2^N)`` memory (chunks bound the temporaries). From ``Z``:
+``l = N-1, ..., 0`` every level visits the ``3^(N-1-l)`` pairs (S', R) with
+``R subset of S' subset of {l+1, ..., N-1}``, grouped by ``|S'|`` so that each ``S'`` is one
+dense row of its submasks: a row-wise log-sum-exp, no scatter. In total ``O(3^N)`` work and
+``O(2^N)`` memory (cache-sized chunks bound the temporaries). From ``Z``:
 
 * the log evidence ``log p(x) = log Z(all) + lgamma(alpha) - lgamma(alpha + N)``;
 * the probability that a subset ``B`` is a block of the partition,
@@ -37,7 +38,7 @@ from .partitions import canonicalize
 __all__ = ["SubsetPosterior", "subset_posterior", "MAX_DP_N"]
 
 MAX_DP_N = 20
-_LOW_DIGITS = 12  # chunks of 3^12 = 531,441 pairs
+_ROW_BITS = 15  # chunks of about 2^15 terms (cache-sized temporaries)
 
 
 class SubsetPosterior(NamedTuple):
@@ -136,28 +137,42 @@ def _submasks(mask: int) -> torch.Tensor:
     return member @ torch.tensor(bits, dtype=torch.long)
 
 
-def _pairs(m: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All pairs (S', R) with R subset of S' subset of bits ``offset .. offset + m - 1``.
+def _members(m: int, size: int, offset: int) -> torch.Tensor:
+    """The subsets ``S'`` of bits ``offset .. offset + m - 1`` with ``size`` members, as the
+    bit values of their members ``(G, size)`` (lexicographic)."""
+    if size == 0:
+        return torch.zeros((1, 0), dtype=torch.long)
+    member = _bit_matrix(1 << m, m, None).bool()  # (2^m, m); torch.combinations is O(m^size)
+    member = member[member.sum(1) == size]
+    values = (1 << (torch.arange(m) + offset)).expand(member.shape[0], m)
+    return values[member].reshape(-1, size)  # row-major: members in increasing order
 
-    Built by tripling: each new bit is absent, in S' only, or in both (``3^m`` pairs).
+
+def _level(table, log_z, log_max, best_block, low: int, n: int) -> None:
+    """Fill ``Z``, the max-product and the MAP block of every ``S`` with ``min(S) = low``.
+
+    ``S = {low} u S'``; grouping the ``S'`` by size makes each one's terms a dense row of its
+    ``2^|S'|`` submasks ``R`` (the members picked by the bits of the column index: one integer
+    matrix product), so the sums are row-wise ``logsumexp`` (stable by construction) and the
+    maxima row-wise ``max``. Rows go in chunks of about ``2^_ROW_BITS`` terms, so every
+    temporary stays small and cache-resident.
     """
-    s_prime = torch.zeros(1, dtype=torch.long)
-    r = torch.zeros(1, dtype=torch.long)
-    for j in range(m):
-        bit = 1 << (offset + j)
-        s_prime = torch.cat([s_prime, s_prime + bit, s_prime + bit])
-        r = torch.cat([r, r, r + bit])
-    return s_prime, r
-
-
-def _pair_chunks(m: int, offset: int):
-    """Yield the ``3^m`` pairs of :func:`_pairs` in chunks of at most ``3^_LOW_DIGITS``: the low
-    digits' pairs are built once and shifted by each combination of the high digits."""
-    low = min(m, _LOW_DIGITS)
-    base_s, base_r = _pairs(low, offset)
-    high_s, high_r = _pairs(m - low, offset + low)
-    for hs, hr in zip(high_s.tolist(), high_r.tolist()):
-        yield base_s + hs, base_r + hr
+    m, low_bit = n - 1 - low, 1 << low
+    for size in range(m + 1):
+        members = _members(m, size, low + 1)
+        picks = _bit_matrix(1 << size, size, None).T.contiguous()  # (size, 2^size)
+        step = max(1, (1 << _ROW_BITS) >> size)
+        for start in range(0, members.shape[0], step):
+            chunk = members[start : start + step]
+            r = chunk @ picks if size else torch.zeros((chunk.shape[0], 1), dtype=torch.long)
+            sp = chunk.sum(1)
+            rest = sp.unsqueeze(-1) - r  # S' minus R
+            head = table[r + low_bit]
+            targets = sp + low_bit
+            log_z[targets] = torch.logsumexp(head + log_z[rest], 1)
+            best, arg = torch.max(head + log_max[rest], 1)
+            log_max[targets] = best
+            best_block[targets] = r.gather(1, arg.unsqueeze(-1)).squeeze(-1) + low_bit
 
 
 def subset_posterior(
@@ -188,32 +203,7 @@ def subset_posterior(
     best_block = torch.zeros(size, dtype=torch.long)
     log_z[0] = log_max[0] = 0.0
     for low in range(n - 1, -1, -1):
-        m = n - 1 - low
-        low_bit = 1 << low
-        groups = 1 << m  # subsets S' of the higher bits, indexed by S' >> (low + 1)
-        max_val = torch.full((groups,), -math.inf, dtype=torch.float64)
-        arg_block = torch.zeros(groups, dtype=torch.long)
-        # pass 1: max per group of the max-product terms (the MAP, and a safe shift below)
-        for s_prime, r in _pair_chunks(m, low + 1):
-            values = table[r | low_bit] + log_max[s_prime ^ r]
-            group = s_prime >> (low + 1)
-            chunk_max = torch.full((groups,), -math.inf, dtype=torch.float64)
-            chunk_max.scatter_reduce_(0, group, values, reduce="amax")
-            better = chunk_max > max_val
-            take = (values == chunk_max[group]) & better[group]
-            max_val = torch.where(better, chunk_max, max_val)
-            arg_block[group[take]] = (r | low_bit)[take]
-        # pass 2: log-sum-exp per group, shifted by the max-product value: every term of Z is
-        # at most max_val + log Bell(m) (no overflow) and the largest is >= max_val (no underflow)
-        acc = torch.zeros(groups, dtype=torch.float64)
-        for s_prime, r in _pair_chunks(m, low + 1):
-            group = s_prime >> (low + 1)
-            acc.scatter_add_(0, group, (table[r | low_bit] + log_z[s_prime ^ r] - max_val[group]).exp())
-        log_z_new = acc.log() + max_val
-        targets = (torch.arange(groups, dtype=torch.long) << (low + 1)) | low_bit
-        log_z[targets] = log_z_new
-        log_max[targets] = max_val
-        best_block[targets] = arg_block
+        _level(table, log_z, log_max, best_block, low, n)
     return SubsetPosterior(
         table=table,
         log_z=log_z,

@@ -6,6 +6,13 @@ exploration flags and contrastive samples of an uninterrupted run, and DDP ranks
 sets. Checkpoints (``last.pt`` every ``val_every`` iterations and at the end, ``best.pt`` at the
 lowest validation loss) are written atomically and hold model, optimiser, LR schedule and step.
 
+The learning rate follows a cosine from ``lr`` to ``lr_min`` over ``iterations`` steps,
+``lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / iterations)) / 2``. Resuming with a larger
+``iterations`` (``--resume --iterations M``, also after a finished run) re-plans the schedule
+over the new total: from the saved step ``t0`` on, the learning rate is the one a run planned for
+``M`` iterations from the start has at the same step (so a finished run, at ``lr_min``, continues
+at ``lr_t`` of the longer plan and anneals to ``lr_min`` again at step ``M``).
+
 References
 ----------
 [1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
@@ -29,14 +36,16 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .data import exploration_mask, random_lengths, random_orders, with_exploration
 from .data.sources import training_source
+from .interrupts import Interrupted
 from .nn import EnergyNet
 from .objectives import GFNCPObjective, objective_from_config
 
-__all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "NonFiniteLossError"]
+__all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "cosine_lr",
+           "NonFiniteLossError"]
 
 
 _VALIDATION_DATA = 2**31 - 1  # stream ids of the validation set (ranks are 0, 1, ...)
@@ -44,7 +53,20 @@ _VALIDATION_SAMPLES = 2**31 - 2
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite; ``saved`` is the file holding the state before
+    the failing step."""
+
+    def __init__(self, message: str, saved: Path | None = None):
+        super().__init__(message)
+        self.saved = saved
+
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def cosine_lr(step: int, iterations: int, lr: float, lr_min: float) -> float:
+    """The learning rate at ``step`` of a run planned for ``iterations`` steps (module docstring)."""
+    return lr_min + (lr - lr_min) * (1.0 + math.cos(math.pi * step / iterations)) / 2.0
 
 
 class TrainingBatch(NamedTuple):
@@ -58,14 +80,29 @@ class TrainingBatch(NamedTuple):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available (this rank's local device under torchrun), else CPU."""
+    """``"auto"`` -> CUDA when available (this rank's local device under torchrun), else CPU.
+
+    :raises ValueError: for a name that is not ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or
+        ``mps``, or a device that this machine lacks.
+    """
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in _DEVICE_TYPES or (device.type == "cpu" and device.index not in (None, 0)):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                             "device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} requested but MPS is not available; use --device cpu")
     return device
 
 
@@ -121,12 +158,17 @@ class Trainer:
     :param TrainConfig config: the run's configuration.
     :param out_dir: run directory.
     :param bool resume: continue from ``out_dir/last.pt`` (exactly: model, optimiser, schedule,
-        step; data streams are functions of the step). Without ``resume`` an existing run in
-        ``out_dir`` is never overwritten: a ``ValueError`` says so.
+        step; data streams are functions of the step). The config must equal the saved one,
+        except ``iterations``, which may grow (the LR schedule is re-planned, module docstring).
+        Without ``resume`` an existing run in ``out_dir`` is never overwritten: a
+        ``ValueError`` says so. Temporary files of a killed checkpoint write are removed.
     :param bool progress: show a tqdm progress bar (rank 0 only).
+    :param pool: an already loaded data pool for image/embedding configs (default: read
+        ``config.data_path``).
     """
 
-    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True):
+    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 pool=None):
         self.config = config
         self.out_dir = Path(out_dir)
         self.distributed = dist.is_available() and dist.is_initialized()
@@ -146,8 +188,11 @@ class Trainer:
         self.best_val = math.inf
         self.val_history: list[dict] = []
         self.panel = None
+        self.last_saved: Path | None = None
         last = self.out_dir / "last.pt"
         if resume:
+            for name in ("last.pt", "best.pt", "nonfinite.pt"):
+                remove_stale_temporaries(self.out_dir / name)
             self._restore(load_checkpoint(last, map_location=self.device))
             self._truncate_log()
         elif last.exists():
@@ -155,7 +200,7 @@ class Trainer:
                 f"{self.out_dir} already holds a run (last.pt); pass resume=True (--resume) to continue it "
                 "or choose another output directory"
             )
-        self.source = training_source(config, device=self.device)
+        self.source = training_source(config, pool=pool, device=self.device)
         self.validation = [
             draw_batch(config, iteration_generator(config.seed, _VALIDATION_DATA, i), self.device,
                        batch_size=min(64, config.val_sets), explore=False, source=self.source)
@@ -182,23 +227,36 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         saved = TrainConfig.from_dict(state["config"])
-        if saved != self.config:
-            diff = {k: (v, getattr(self.config, k)) for k, v in vars(saved).items() if getattr(self.config, k) != v}
+        if saved.replace(iterations=self.config.iterations) != self.config:
+            diff = {k: (v, getattr(self.config, k)) for k, v in vars(saved).items()
+                    if k != "iterations" and getattr(self.config, k) != v}
             raise CheckpointError(f"cannot resume: the checkpoint was trained with another config (saved, now): {diff}")
         for key in ("optimizer", "scheduler", "step"):
             if key not in state:
                 raise CheckpointError(f"cannot resume: the checkpoint has no {key!r} (a pretrained model?)")
+        step = int(state["step"])
+        if self.config.iterations < step:
+            raise CheckpointError(f"cannot resume with --iterations {self.config.iterations}: the run is already at "
+                                  f"step {step}; pass --iterations M with M >= {step}")
         self.net.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
+        if saved.iterations != self.config.iterations:  # re-plan the cosine over the new total
+            self.scheduler.T_max = self.config.iterations
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(step, self.config.iterations, self.config.lr, self.config.lr_min)
+            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self.step = step
         self.best_val = float(state.get("best_val", math.inf))
         self.val_history = list(state.get("val_history", []))
 
     def save(self, name: str = "last.pt") -> Path | None:
         if self.rank != 0:
             return None
-        return save_checkpoint(self.out_dir / name, self._state())
+        path = save_checkpoint(self.out_dir / name, self._state())
+        if name == "last.pt":
+            self.last_saved = path
+        return path
 
     # -------------------------------------------------------------- training
     def validate(self) -> float:
@@ -254,10 +312,11 @@ class Trainer:
         batch = draw_batch(config, generator, self.device, source=self.source)
         loss, parts = self._loss(batch, generator)
         if not torch.isfinite(loss):
-            self.save("nonfinite.pt")
+            saved = self.save("nonfinite.pt")
             raise NonFiniteLossError(
                 f"non-finite loss {loss.item()} at iteration {self.step} ({parts}); the state before the "
-                f"step is in {self.out_dir / 'nonfinite.pt'}. Lower --lr or --grad-clip, or use --flow consistent"
+                f"step is in {self.out_dir / 'nonfinite.pt'}. Lower --lr or --grad-clip, or use --flow consistent",
+                saved=saved,
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -271,8 +330,9 @@ class Trainer:
     def fit(self, until: int | None = None) -> dict:
         """Train up to ``until`` iterations (default: ``config.iterations``); checkpoint and
         validate every ``val_every`` iterations. Ctrl-C or SIGTERM (a scheduler, ``kill``) stops
-        after the current iteration: ``last.pt`` is saved, then ``KeyboardInterrupt`` is raised; a
-        second signal stops at once, keeping the last periodic checkpoint."""
+        after the current iteration: ``last.pt`` is saved, then
+        :class:`~gfncp_pyro.interrupts.Interrupted` (a ``KeyboardInterrupt`` with the signal
+        number) is raised; a second signal stops at once, keeping the last periodic checkpoint."""
         config = self.config
         until = config.iterations if until is None else min(until, config.iterations)
         self.net.train()
@@ -302,8 +362,8 @@ class Trainer:
                 if stop.requested is not None:
                     self.save("last.pt")
                     bar.close()
-                    raise KeyboardInterrupt(f"stopped by signal {stop.requested} after iteration {self.step}; "
-                                            f"{self.out_dir / 'last.pt'} saved, continue with --resume")
+                    raise Interrupted(stop.requested, f"stopped after iteration {self.step}; "
+                                      f"{self.out_dir / 'last.pt'} saved, continue with --resume")
         bar.close()
         if self.step == until:
             self.save("last.pt")
@@ -323,7 +383,7 @@ class _StopRequests:
 
     def _handle(self, signum, frame):
         if self.requested is not None:
-            raise KeyboardInterrupt(f"signal {signum} (second)")
+            raise Interrupted(signum, "second signal, stopped at once; the last periodic checkpoint is kept")
         self.requested = signum
 
     def __enter__(self):

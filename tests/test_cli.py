@@ -110,3 +110,75 @@ def test_info_accepts_pretrained_names(capsys):
     assert "objective ncp" in capsys.readouterr().out
     assert main(["info", "pretrained:mog2d-small"]) == 2
     assert main(["info", "pretrained:nothing:ncp"]) == 2
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """scikit-learn's digits (64-d features in [0, 1]) as .npy features + labels and as .npz."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    features, labels = load_digits(return_X_y=True)
+    features = (features / 16.0).astype(np.float32)
+    np.save(root / "features.npy", features)
+    np.save(root / "labels.npy", labels)
+    np.savez(root / "digits.npz", features=features, labels=labels)
+    return root
+
+
+DIGITS_FLAGS = ["--preset", "embeddings-cpu", "--iterations", "2", "--batch-size", "2", "--n-min", "5", "--n-max", "8",
+                "--val-sets", "2", "--val-every", "1", "--mc-steps", "2", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("form", ["npy+labels", "npz"])
+def test_train_on_64d_features_takes_the_input_size_from_the_data(digits, tmp_path, capsys, form):
+    data = (["--data", str(digits / "features.npy"), "--labels", str(digits / "labels.npy")] if form == "npy+labels"
+            else ["--data", str(digits / "digits.npz")])
+    out = tmp_path / "run"
+    assert main(["train", *DIGITS_FLAGS, *data, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["net"]["x_dim"] == 64
+    assert "64-d" in capsys.readouterr().err
+    if form == "npy+labels":  # features and labels stored together: evaluate and resume find them
+        assert config["data_path"] == str(out / "data.npz")
+    assert main(["evaluate", str(out / "last.pt"), "--sets", "2", "--N", "12", "--sdpp-sets", "1", "--sdpp-orders", "2",
+                 "--no-progress"]) == 0
+    report = capsys.readouterr().out
+    assert "nmi" in report and "predicted" in report and "vs true" in report
+    assert main(["train", *DIGITS_FLAGS, *data, "--out", str(out), "--resume", "--iterations", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+
+
+def test_train_x_dim_flag_that_does_not_fit_is_one_line(digits, tmp_path, capsys):
+    assert main(["train", *DIGITS_FLAGS, "--data", str(digits / "digits.npz"), "--x-dim", "32",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--x-dim" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_with_labels_file(digits, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *DIGITS_FLAGS, "--data", str(digits / "digits.npz"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "last.pt"), "--data", str(digits / "features.npy"), "--labels",
+                 str(digits / "labels.npy"), "--sets", "2", "--N", "10", "--sdpp-sets", "0", "--no-progress",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["nmi"]["n"] == 2 and report["clusters_true"]["n"] == 2
+
+
+def test_cluster_png_shows_the_written_partition_and_the_scale(checkpoint, tmp_path, capsys):
+    points = np.random.default_rng(3).normal(size=(25, 2)) * 30.0  # far off the model's scale
+    np.save(tmp_path / "p.npy", points)
+    labels = tmp_path / "labels.txt"
+    assert main(["cluster", checkpoint, "--input", str(tmp_path / "p.npy"), "--output", str(labels)]) == 0
+    captured = capsys.readouterr()
+    assert "off the model's scale" in captured.err and "scale: none" in captured.out
+    assert main(["cluster", checkpoint, "--input", str(tmp_path / "p.npy"), "--scale", "auto", "--json",
+                 "--png", str(tmp_path / "c.png"), "--output", str(labels)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["scale"]["mode"] == "auto" and 0 < result["scale"]["factor"] < 1
+    assert np.loadtxt(labels, dtype=int).tolist() == result["labels"]
+    assert (tmp_path / "c.png").stat().st_size > 5_000
+    assert main(["cluster", checkpoint, "--input", str(tmp_path / "p.npy"), "--scale", "0.05", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["scale"] == {"mode": "factor", "factor": 0.05, "centre": None}

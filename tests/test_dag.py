@@ -264,7 +264,7 @@ def test_dag_cli_with_checkpoint_writes_annotated_graphml(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--checkpoint", "missing.pt"], "does not exist"),
-    (["--checkpoint", "pretrained:nope:gfncp"], "no pretrained model"),
+    (["--checkpoint", "pretrained:nope:gfncp"], "'nope'"),
     (["--checkpoint", "pretrained:mog2d-small"], "pretrained:NAME:OBJECTIVE"),
     (["--checkpoint", PRETRAINED, "--N", "5"], "between 1 and 4"),
     (["--flow", "paper"], "need --checkpoint"),
@@ -304,3 +304,16 @@ def test_offset_flow_residuals_and_policy_dag():
     assert torch.allclose(residuals.square().sum(1), mc, atol=1e-9)
     summary = policy_dag(build_dag(3), net, x[0, :3], "offset")
     assert abs(summary["total_probability"] - 1) < 1e-9 and summary["states_with_residual"] > 0
+
+
+def test_the_figure_explains_its_node_notation_with_nodes_of_the_dag():
+    from validation.dag import _notation
+
+    dag = build_dag(3)
+    text = _notation(dag)
+    example = text.split("e.g. ")[1].split(":")[0] + ":" + text.split("e.g. ")[1].split(":")[1]
+    assert example in dag and dag.nodes[example]["kind"] == "partial"
+    order, labels = dag.nodes[example]["order"], dag.nodes[example]["labels"]
+    for i, label in enumerate(labels):  # the legend spells the example out point by point
+        assert f"point {order[i] + 1} -> cluster {label}" in text
+    assert "terminal state" in text and "1/N!" in text

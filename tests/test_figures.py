@@ -129,3 +129,33 @@ def test_plot_top_clusterings_rejects_bad_input(tmp_path, images, clusterings, k
     with pytest.raises(ValueError, match=message):
         plot_top_clusterings(images, clusterings, tmp_path / "bad.png", **kwargs)
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_pca_projection_matches_scikit_learn():
+    from sklearn.decomposition import PCA
+
+    from gfncp_pyro.figures import pca_projection
+
+    points = np.random.default_rng(4).normal(size=(50, 6)) * np.arange(1, 7)
+    coordinates, explained = pca_projection(points)
+    reference = PCA(2).fit(points)
+    assert np.allclose(explained, reference.explained_variance_ratio_, rtol=1e-9, atol=0)
+    projected = reference.transform(points)
+    for k in range(2):  # the same axes up to their signs
+        sign = np.sign(coordinates[:, k] @ projected[:, k])
+        assert np.allclose(coordinates[:, k], sign * projected[:, k], atol=1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_plot_point_clusterings_writes_a_png_for_any_dimension(tmp_path, d):
+    from gfncp_pyro.figures import plot_point_clusterings
+
+    points = np.random.default_rng(d).normal(size=(30, d))
+    panels = [(np.arange(30) % 3, "greedy (written to --output)"), (np.arange(30) % 2, "beam search #1")]
+    path = plot_point_clusterings(points, panels, tmp_path / "c.png", title="test")
+    assert path.stat().st_size > 5_000 and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="labels of shape"):
+        plot_point_clusterings(points, [(np.arange(29), "x")], tmp_path / "d.png")
+    with pytest.raises(ValueError, match="finite"):
+        plot_point_clusterings(np.full((3, d), np.nan), [(np.arange(3), "x")], tmp_path / "d.png")
+    assert not (tmp_path / "d.png").exists()

@@ -65,7 +65,7 @@ def test_collapsed_log_joint_matches_loops(rows, seed):
 def test_importance_fields_are_consistent():
     x = data(6, seed=1)
     guide = GFNCPGuide(MODEL, NET)
-    result = infer.importance(MODEL, guide, x, 200, generator=3)
+    result = infer.importance(MODEL, guide, x, 200, generator=3, warn=False)
     assert result.labels.shape == (200, 6)
     q = AmortizedPartition(guide.network, x)
     log_q = q.log_prob(result.labels).detach()  # teacher-forced, independent of the sampling pass
@@ -74,14 +74,14 @@ def test_importance_fields_are_consistent():
     w = result.log_weights.exp()
     assert abs(result.ess.item() - (w.sum() ** 2 / (w**2).sum()).item()) < 1e-9
     assert abs(result.log_evidence.item() - math.log(w.mean().item())) < 1e-9
-    again = infer.importance(MODEL, guide, x, 200, generator=3)
+    again = infer.importance(MODEL, guide, x, 200, generator=3, warn=False)
     assert torch.equal(again.labels, result.labels)
 
 
 def test_importance_converges_to_the_exact_posterior():
     x = data(5, seed=2)
     exact, table = exact_table(x)
-    result = infer.importance(MODEL, GFNCPGuide(MODEL, FLAT), x, 40000, generator=4)
+    result = infer.importance(MODEL, GFNCPGuide(MODEL, FLAT), x, 40000, generator=4, warn=False)
     assert abs(result.log_evidence.item() - exact.log_evidence.item()) < 0.05
     estimate = infer.posterior_table(result.labels, result.log_weights)
     assert infer.total_variation(estimate, table) < 0.05
@@ -155,7 +155,7 @@ def test_co_clustering_matches_loops(rows, seed):
 
 def test_map_partition_is_the_best_sample():
     x = data(6, seed=3)
-    result = infer.importance(MODEL, GFNCPGuide(MODEL, NET), x, 300, generator=6)
+    result = infer.importance(MODEL, GFNCPGuide(MODEL, NET), x, 300, generator=6, warn=False)
     labels, log_joint = infer.map_partition(result)
     assert log_joint.item() == result.log_joint.max().item()
     assert abs(infer.collapsed_log_joint(MODEL, x, labels).item() - log_joint.item()) < 1e-9
@@ -212,7 +212,7 @@ def test_bad_arguments(call, match):
 def test_results_follow_float32():
     net = ref.make_net(0, torch.float32)
     x = data(6, seed=5).float()
-    result = infer.importance(MODEL, GFNCPGuide(MODEL, net), x, 50, generator=0)
+    result = infer.importance(MODEL, GFNCPGuide(MODEL, net), x, 50, generator=0, warn=False)
     assert result.log_weights.dtype == torch.float32 and result.ess.dtype == torch.float32
     assert infer.co_clustering(result.labels, result.log_weights).dtype == torch.float32
     pyro.clear_param_store()

@@ -240,3 +240,63 @@ def test_sigterm_saves_last_checkpoint_and_the_resumed_log_has_each_step_once(tm
     resumed.fit()
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
+
+
+def test_resume_with_more_iterations_replans_the_cosine_schedule(tmp_path):
+    from gfncp_pyro.train import cosine_lr
+
+    config = tiny(iterations=4, val_every=2, lr=1e-3, lr_min=1e-5)
+    Trainer(config, tmp_path, progress=False).fit()  # finished: the LR is at lr_min
+    longer = config.replace(iterations=10)
+    resumed = Trainer(longer, tmp_path, resume=True, progress=False)
+    assert resumed.step == 4
+    lrs = []
+    while resumed.step < 10:
+        lrs.append(resumed.optimizer.param_groups[0]["lr"])
+        resumed.train_step()
+    # the LR of a run planned for 10 iterations from the start (closed form, independent of torch)
+    assert lrs == pytest.approx([cosine_lr(t, 10, 1e-3, 1e-5) for t in range(4, 10)], rel=1e-12, abs=0)
+    fresh = Trainer(longer, tmp_path / "fresh", progress=False)
+    fresh_lrs = []
+    while fresh.step < 10:
+        fresh_lrs.append(fresh.optimizer.param_groups[0]["lr"])
+        fresh.train_step()
+    assert lrs == pytest.approx(fresh_lrs[4:], rel=1e-12, abs=0)
+    with pytest.raises(CheckpointError, match="already at step 4"):
+        Trainer(config.replace(iterations=3), tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="another config"):
+        Trainer(longer.replace(lr=2e-3), tmp_path, resume=True, progress=False)
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    trainer = Trainer(tiny(iterations=2, val_every=2), tmp_path, progress=False)
+    trainer.fit()
+    stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".best.pt.x.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    keep = tmp_path / ".other.pt.x.tmp"
+    keep.write_bytes(b"not ours")
+    Trainer(tiny(iterations=2, val_every=2), tmp_path, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and keep.exists()
+    stale[0].write_bytes(b"again")
+    save_checkpoint(tmp_path / "last.pt", load_checkpoint(tmp_path / "last.pt"))
+    assert not stale[0].exists()
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "cpu:3", "", "gpu"])
+def test_unknown_devices_are_refused(name):
+    from gfncp_pyro.train import resolve_device
+
+    with pytest.raises(ValueError, match="device"):
+        resolve_device(name)
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_nonfinite_weights_are_refused_at_load(tmp_path):
+    trainer = Trainer(tiny(iterations=1, val_every=1), tmp_path, progress=False)
+    state = trainer._state()
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name].clone().fill_(math.inf)
+    save_checkpoint(tmp_path / "bad.pt", state)
+    with pytest.raises(CheckpointError, match=f"non-finite weights .*{name}"):
+        load_model(tmp_path / "bad.pt")

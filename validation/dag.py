@@ -33,7 +33,10 @@ from pathlib import Path
 import networkx as nx
 import torch
 
-from gfncp_pyro.cli import UserError, read_points, resolve_model
+from gfncp_pyro.checkpoint import CheckpointError
+from gfncp_pyro.cli import OneLineParser, UserError, read_points, resolve_model
+from gfncp_pyro.interrupts import run_interruptible
+from gfncp_pyro.outputs import check_output_dir, write_atomic_with
 from gfncp_pyro.losses import FLOWS
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.nn import EnergyNet
@@ -181,7 +184,7 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
     rows = 1 + max(-y for _, y in pos.values())  # states in the deepest non-terminal layer
     fan_in = sum(dag.in_degree(v) for v, d in dag.nodes(data=True) if d["kind"] == "terminal")
     label_fan_in = "prob" in next(iter(dag.edges.values()), {}) and fan_in <= MAX_LABELLED_FAN_IN
-    fig, ax = plt.subplots(figsize=(12, max(6.0, (0.7 if label_fan_in else 0.4) * rows)))
+    fig, ax = plt.subplots(figsize=(14, max(6.5, (0.75 if label_fan_in else 0.4) * rows) + 1.2))
     residuals = nx.get_node_attributes(dag, "residual")
     colors = {"initial": "#4c72b0", "partial": "#dddddd", "terminal": "#dd8452"}
     if residuals:  # keep blue and red for the residuals' colour map
@@ -213,10 +216,33 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
     for kind, color in colors.items():
         ax.scatter([], [], c=color, label=f"{kind} state" + (" (colour: r)" if residuals and kind == "partial" else ""))
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    fig.text(0.01, 0.005, _notation(dag), fontsize=7.5, ha="left", va="bottom", family="monospace",
+             bbox={"boxstyle": "round,pad=0.4", "fc": "#f7f7f7", "ec": "#bbbbbb"})
+    fig.tight_layout(rect=(0, 0.075, 1, 1))
     _draw_edge_probabilities(ax, dag, pos, label_fan_in)
-    fig.savefig(path, dpi=150)
+    write_atomic_with(path, lambda handle: fig.savefig(handle, dpi=150, format="png"), "wb")
     plt.close(fig)
+
+
+def _notation(dag: nx.DiGraph) -> str:
+    """The legend of the node and edge notation, with examples taken from ``dag``."""
+    partials = [d for _, d in dag.nodes(data=True) if d["kind"] == "partial" and d["depth"] >= 2]
+    partial = max(partials, key=lambda d: (max(d["labels"]) > 0, list(d["order"]) != sorted(d["order"])), default=None)
+    terminal = next(d for _, d in dag.nodes(data=True) if d["kind"] == "terminal")
+    lines = []
+    if partial is not None:
+        order, labels = partial["order"], partial["labels"]
+        name = _partial_name(order, labels)
+        steps = ", ".join(f"point {order[i] + 1} -> cluster {c}" for i, c in enumerate(labels))
+        lines.append(f"partial state  ORDER:LABELS, e.g. {name}: the points are assigned in the order "
+                     f"{'-'.join(str(i + 1) for i in order)}; so far {steps} (labels in order of assignment)")
+    blocks = " and ".join("{" + ", ".join(b) + "}" for b in _terminal_name(terminal["partition"]).split("|"))
+    lines.append(f"terminal state  blocks of the partition, e.g. {_terminal_name(terminal['partition'])}: clusters "
+                 f"{blocks} (shared by all orders)")
+    edge = "edges  s0 -> ORDER: the order is drawn (1/N! each); then each edge assigns the next point of the order"
+    if "prob" in next(iter(dag.edges.values()), {}):
+        edge += "; edge label: its probability under the policy"
+    return "\n".join(lines + [edge])
 
 
 def _luminance(color) -> float:
@@ -243,13 +269,13 @@ def _draw_edge_probabilities(ax, dag: nx.DiGraph, pos: dict[str, tuple[float, fl
             if dag.nodes[v]["kind"] == "terminal" and not fan_in:
                 continue
             if dag.nodes[v]["kind"] == "terminal":
-                step = (30.0 + 20.0 * (rank % 3)) * points / math.hypot(x1 - x0, y1 - y0)
+                step = (34.0 + 26.0 * (rank % 3)) * points / math.hypot(x1 - x0, y1 - y0)
             else:
                 step = 0.3
             x, y = to_display.inverted().transform((x0 + step * (x1 - x0), y0 + step * (y1 - y0)))
-            ax.text(x, y, f"{dag.edges[u, v]['prob']:.2f}", fontsize=5, ha="center", va="center",
-                    rotation=math.degrees(angle), rotation_mode="anchor",
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
+            ax.text(x, y, f"{dag.edges[u, v]['prob']:.2f}", fontsize=6.5, ha="center", va="center",
+                    rotation=math.degrees(angle), rotation_mode="anchor", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "#999999", "lw": 0.3, "alpha": 0.9})
 
 
 def _graphml_ready(dag: nx.DiGraph) -> nx.DiGraph:
@@ -335,13 +361,13 @@ def _run(args) -> int:
     else:
         title = ""
     draw_dag(dag, png, title)
-    nx.write_graphml(_graphml_ready(dag), graphml)
+    write_atomic_with(graphml, lambda handle: nx.write_graphml(_graphml_ready(dag), handle), "wb")
     print(f"wrote {png} and {graphml}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validation.dag", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m validation.dag", description=__doc__.splitlines()[0])
     parser.add_argument("--N", type=int, default=None,
                         help=f"number of points (1..{MAX_DAG_N}, 1..{MAX_POLICY_N} with --checkpoint; default 3, "
                              "or the points of --data)")
@@ -356,10 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float64", action="store_true",
                         help="evaluate the checkpoint's network in float64 (checks to ~1e-9)")
     args = parser.parse_args(argv)
+    return run_interruptible(lambda: _guarded(args), "python -m validation.dag")
+
+
+def _guarded(args) -> int:
+    """:func:`_run`; user mistakes (bad flags, files, checkpoints, output paths) as one line, exit 2."""
     try:
+        check_output_dir(args.out, "--out")
         return _run(args)
-    except (UserError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UserError, ValueError, CheckpointError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 

@@ -17,40 +17,60 @@ References
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError
-from gfncp_pyro.cli import UserError
+from gfncp_pyro.cli import OneLineParser, UserError, int_at_least
+from gfncp_pyro.interrupts import run_interruptible
+from gfncp_pyro.outputs import check_output_dir, check_output_file
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.partitions import MAX_ENUMERATION_N
 from gfncp_pyro.subset_dp import MAX_DP_N
 
-__all__ = ["exact_posterior", "main"]
+__all__ = ["exact_posterior", "main", "HYPER_RANGE"]
+
+HYPER_RANGE = (1e-8, 1e8)
+"""Supported values of ``--alpha``, ``--sigma-mu`` and ``--sigma-x`` (checked when the arguments
+are parsed): wide enough for any data in sensible units, narrow enough that the squares and
+ratios of the exact maths stay far from float64 overflow."""
+
+
+def _hyper(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    low, high = HYPER_RANGE
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text!r}; rescale the data instead "
+                                         "of the hyper-parameters")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m validation.exact",
         description="GFNCP and NCP against the exact posterior over all partitions of small data sets.",
     )
-    parser.add_argument("--N", type=int, default=8, help=f"points per data set (1..{MAX_ENUMERATION_N} by "
+    parser.add_argument("--N", type=int_at_least(1), default=8, help=f"points per data set (1..{MAX_ENUMERATION_N} by "
                         f"enumeration, up to {MAX_DP_N} with the subset DP)")
-    parser.add_argument("--datasets", type=int, default=50, help="number of seeded data sets")
+    parser.add_argument("--datasets", type=int_at_least(1), default=50, help="number of seeded data sets")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data sets and of all sampling")
-    parser.add_argument("--alpha", type=float, default=None, help="CRP concentration (default: the models')")
-    parser.add_argument("--sigma-mu", type=float, default=None, help="prior std of cluster means")
-    parser.add_argument("--sigma-x", type=float, default=None, help="std of points around their means")
+    parser.add_argument("--alpha", type=_hyper, default=None, help="CRP concentration (default: the models')")
+    parser.add_argument("--sigma-mu", type=_hyper, default=None, help="prior std of cluster means")
+    parser.add_argument("--sigma-x", type=_hyper, default=None, help="std of points around their means")
     parser.add_argument("--gfncp", default="pretrained:mog2d-small:gfncp", help="GFNCP checkpoint ('none': skip)")
     parser.add_argument("--ncp", default="pretrained:mog2d-small:ncp", help="NCP checkpoint ('none': skip)")
     parser.add_argument("--no-models", action="store_true", help="exact posterior only")
     parser.add_argument("--data", type=Path, default=None, help="a .npy file of points (N, 2) instead of "
                         "model draws")
-    parser.add_argument("--orders", type=int, default=4, help="random orders R for q averaged over orders")
-    parser.add_argument("--importance", type=int, default=1000, help="importance samples per data set")
-    parser.add_argument("--sdpp-orders", type=int, default=500, help="orders for SDPP (Eq. 32)")
+    parser.add_argument("--orders", type=int_at_least(0), default=4, help="random orders R for q averaged over orders")
+    parser.add_argument("--importance", type=int_at_least(1), default=1000, help="importance samples per data set")
+    parser.add_argument("--sdpp-orders", type=int_at_least(1), default=500, help="orders for SDPP (Eq. 32)")
     parser.add_argument("--dp", action="store_true", help="use the subset DP even for N <= 12")
     parser.add_argument("--force", action="store_true", help="run models trained for other hyper-parameters")
     parser.add_argument("--out", type=Path, default=Path("out/validation"), help="directory for the PNGs")
@@ -64,17 +84,28 @@ def _fail(message: str) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args) -> int:
     from .report import run_validation
 
-    args = _parser().parse_args(argv)
+    try:
+        if args.json is not None:
+            check_output_file(args.json, "--json")
+        check_output_dir(args.out, "--out")
+        return run_validation(args)
+    except (ValueError, CheckpointError, UserError, OverflowError) as err:
+        return _fail(" ".join(str(err).split()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the validation; user mistakes exit with 2, Ctrl-C with 130, SIGTERM with 143."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse already printed its one line (or --help)
+        return int(exit_.code or 0)
     # Many small teacher-forcing and decoding calls: one thread avoids OpenMP spin-waiting,
     # which makes two threads many times slower on a busy machine.
     torch.set_num_threads(1)
-    try:
-        return run_validation(args)
-    except (ValueError, CheckpointError, UserError) as err:
-        return _fail(str(err))
+    return run_interruptible(lambda: _run(args), "python -m validation.exact")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from gfncp_pyro import decoding, policy
-from gfncp_pyro.cli import UserError, resolve_model
+from gfncp_pyro.cli import UserError
+from gfncp_pyro.config import preset
 from gfncp_pyro.distributions import ChineseRestaurantProcess
 from gfncp_pyro.exact import exact_posterior
+from gfncp_pyro.loading import ModelMismatchError, check_model, load_pretrained, model_for
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.partitions import MAX_ENUMERATION_N, bell_number
 from gfncp_pyro.subset_dp import MAX_DP_N, subset_posterior
@@ -70,39 +72,62 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
     }
 
 
-def _models(args, mixture_args: dict) -> dict:
-    """Load the models; every model must have been trained for the requested hyper-parameters
-    (those not requested are taken from the first model), else an error (a warning with --force)."""
-    if args.no_models:
-        return {}
-    models = {}
-    mixture_args = dict(mixture_args)
+DEFAULT_PRESET = "mog2d-small"
+"""The model validated when no checkpoint gives one (``--no-models``)."""
+
+_SPEC = ("alpha", "sigma_mu", "sigma_x", "dim")
+
+
+def _differences(first: CRPMixture, second: CRPMixture) -> str:
+    names = {"dim": "dimension"}
+    return ", ".join(f"{names.get(k, k)} {getattr(first, k)} vs {getattr(second, k)}" for k in _SPEC
+                     if not math.isclose(float(getattr(first, k)), float(getattr(second, k)), rel_tol=1e-9))
+
+
+def _models(args, requested: dict) -> tuple[dict, CRPMixture]:
+    """Load the models and the CRP mixture to validate on.
+
+    The mixture is the one the checkpoints were trained for (their configs carry it); the two
+    checkpoints must agree on it, and requested hyper-parameters (``--alpha`` ...) that differ
+    from the training ones are an error (a warning with ``--force``). Without checkpoints the
+    ``mog2d-small`` preset's mixture is used.
+
+    :returns: ``({name: (network, config)}, mixture)``.
+    """
+    loaded = {}
     for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)):
-        if spec == "none":
+        if args.no_models or spec == "none":
             continue
-        net, config = resolve_model(spec)
-        for key, value in mixture_args.items():
-            if value is None:
-                mixture_args[key] = getattr(config, key)
-        if config.data != "mog":
+        try:
+            net, trained, config = load_pretrained(spec)
+        except ValueError as err:  # CheckpointError included
+            raise UserError(str(err)) from None
+        if trained is None:
             raise UserError(f"{name} checkpoint {spec} was trained on {config.data}; the exact validation needs a "
                             "Gaussian-mixture model (e.g. pretrained:mog2d-small:gfncp)")
-        if config.dim != 2:
-            raise UserError(f"{name} checkpoint {spec} was trained for dimension {config.dim}, the validation uses 2")
-        trained = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x}
-        differ = {k: (v, mixture_args[k]) for k, v in trained.items()
-                  if mixture_args[k] is not None and not math.isclose(v, mixture_args[k])}
-        if differ:
-            message = (f"{name} checkpoint {spec} was trained for other model hyper-parameters "
-                       f"(trained, requested): {differ}")
-            if not args.force:
-                raise UserError(message + "; pass --force to run it anyway")
-            warnings.warn(message)
-        models[name] = (net, config)
-    return models
+        loaded[name] = (spec, net, trained, config)
+    if len(loaded) == 2:
+        (a, (spec_a, _, first, _)), (b, (spec_b, _, second, _)) = loaded.items()
+        differ = _differences(first, second)
+        if differ and (not args.force or first.dim != second.dim):
+            raise UserError(f"the {a} checkpoint {spec_a} and the {b} checkpoint {spec_b} were trained for different "
+                            f"models ({a} vs {b}: {differ}); give checkpoints of the same model"
+                            + ("" if first.dim != second.dim else ", or pass --force to run them anyway"))
+    base = next(iter(loaded.values()))[2] if loaded else model_for(preset(DEFAULT_PRESET))
+    hyper = {k: (v if v is not None else getattr(base, k)) for k, v in requested.items()}
+    mixture = CRPMixture(hyper["alpha"], hyper["sigma_mu"], hyper["sigma_x"], dim=base.dim)
+    for name, (spec, net, trained, config) in loaded.items():
+        if trained.dim != mixture.dim:
+            raise UserError(f"{name} checkpoint {spec} was trained for dimension {trained.dim}, the validation uses "
+                            f"{mixture.dim}")
+        try:
+            check_model(mixture, config, force=args.force, what=f"{name} checkpoint {spec}")
+        except ModelMismatchError as err:
+            raise UserError(f"{err} (here: pass --force)") from None
+    return {name: (net, config) for name, (_, net, _, config) in loaded.items()}, mixture
 
 
-def _load_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _load_data(args, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     path = args.data
     if not path.is_file():
         raise UserError(f"--data file {path} does not exist")
@@ -110,8 +135,9 @@ def _load_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = np.load(path, allow_pickle=False)
     except ValueError as err:
         raise UserError(f"--data {path} is not a readable .npy array ({err})") from None
-    if x.ndim != 2 or x.shape[1] != 2 or not 1 <= x.shape[0] <= MAX_DP_N:
-        raise UserError(f"--data must hold points of shape (N, 2) with 1 <= N <= {MAX_DP_N}, got {x.shape}")
+    if x.ndim != 2 or x.shape[1] != dim or not 1 <= x.shape[0] <= MAX_DP_N:
+        raise UserError(f"--data must hold points of shape (N, {dim}) (the model's dimension) with "
+                        f"1 <= N <= {MAX_DP_N}, got {x.shape}")
     if not np.isfinite(x).all():
         raise UserError(f"--data {path} contains NaN or infinite values")
     return torch.as_tensor(x, dtype=torch.float64)[None], None
@@ -126,13 +152,10 @@ def run_validation(args) -> int:
     if args.datasets < 1 or args.orders < 0 or args.importance < 1 or args.sdpp_orders < 1:
         raise UserError("--datasets, --importance and --sdpp-orders must be >= 1 and --orders >= 0")
     requested = {"alpha": args.alpha, "sigma_mu": args.sigma_mu, "sigma_x": args.sigma_x}
-    models = _models(args, requested)
-    reference = next(iter(models.values()))[1] if models else None
-    hyper = {k: (v if v is not None else (getattr(reference, k) if reference else d))
-             for (k, v), d in zip(requested.items(), (1.0, 5.0, 1.0))}
-    mixture = CRPMixture(hyper["alpha"], hyper["sigma_mu"], hyper["sigma_x"], dim=2)
+    models, mixture = _models(args, requested)
+    hyper = {k: getattr(mixture, k) for k in requested}
     if args.data is not None:
-        xs, truth = _load_data(args)
+        xs, truth = _load_data(args, mixture.dim)
     else:
         if not 1 <= args.N <= MAX_DP_N:
             raise UserError(f"--N must lie in 1..{MAX_ENUMERATION_N} (enumeration) or up to {MAX_DP_N} with --dp, "
@@ -180,7 +203,7 @@ def run_validation(args) -> int:
     elapsed = time.perf_counter() - start
     report = {
         "N": n, "datasets": xs.shape[0], "seed": args.seed, "method": "subset DP" if use_dp else "enumeration",
-        "model": {**hyper, "dim": 2}, "orders": args.orders, "importance_samples": args.importance,
+        "model": {**hyper, "dim": mixture.dim}, "orders": args.orders, "importance_samples": args.importance,
         "sdpp_orders": args.sdpp_orders, "elapsed_s": elapsed,
         "checkpoints": {name: spec for name, spec in (("GFNCP", args.gfncp), ("NCP", args.ncp)) if name in models},
         "exact": {k: _summary([r[k] for r in exact_rows]) for k in exact_rows[0]},

@@ -13,9 +13,17 @@ random when the distribution is built and kept for its lifetime, so that ``log_p
 scores along the order that ``sample`` used (a GFNCP network is meant to give nearly the same
 probabilities along every order; an NCP network does not). Sampling is sequential
 (:func:`gfncp_pyro.decoding.sample`) and returns the log-probability of each sample at no extra
-cost; ``log_prob`` reuses it for the tensor ``sample`` last returned when no gradient is needed,
-and otherwise teacher-forces all steps of all partitions at once
-(:func:`gfncp_pyro.policy.teacher_force`), with gradients reaching the network.
+cost; ``log_prob`` reuses it for the tensor ``sample`` last returned, and otherwise
+teacher-forces all steps of all partitions at once (:func:`gfncp_pyro.policy.teacher_force`).
+Gradients reach the network either way: for a reused value the teacher-forcing pass runs only
+if a backward pass asks for it (:func:`~gfncp_pyro.distributions.lazy_grad.lazy_log_prob`), so
+scoring inside ``pyro.infer.Importance`` with autograd on costs no autograd work.
+
+**Batch shapes.** The distribution keeps its distinct sets once: a distribution expanded to a
+batch shape (``expand``, or a Pyro plate such as the vectorised particle plate of
+``Trace_ELBO(vectorize_particles=True)`` or ``Predictive(parallel=True)``) decodes all the
+partitions it needs from one set in one batched pass, and teacher-forces them against one
+encoding of the set.
 
 References
 ----------
@@ -27,12 +35,13 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution
-from pyro.ops.provenance import detach_provenance, get_provenance, track_provenance
 
 from .. import decoding, policy
 from ..nn import EnergyNet
 from ..partitions import check_canonical
 from .constraints import canonical_partition
+from .lazy_grad import lazy_log_prob
+from .provenance import with_provenance_of
 
 __all__ = ["AmortizedPartition"]
 
@@ -85,6 +94,9 @@ class AmortizedPartition(TorchDistribution):
     :param generator: a :class:`torch.Generator` (or an ``int`` seed) for the random order and
         for :meth:`sample`. With ``None`` the randomness comes from torch's global generator,
         like every Pyro distribution, so :func:`pyro.set_rng_seed` makes runs reproducible.
+    :param encodings: optional ``(h, u)`` of ``x`` from :func:`gfncp_pyro.policy.encode_points`
+        (``(*batch_shape, N, h_dim)`` each), computed without autograd, to skip encoding the
+        points again when decoding and scoring without gradients.
 
     Samples are canonical label vectors ``(N,)`` (``torch.long``) in the caller's point order.
     ``has_rsample`` is False: gradients flow through :meth:`log_prob` only (score function).
@@ -103,6 +115,7 @@ class AmortizedPartition(TorchDistribution):
         *,
         random_order: bool = False,
         generator: torch.Generator | int | None = None,
+        encodings: tuple[torch.Tensor, torch.Tensor] | None = None,
         validate_args=None,
     ):
         if not isinstance(network, EnergyNet):
@@ -126,89 +139,123 @@ class AmortizedPartition(TorchDistribution):
         self.generator = _make_generator(generator)
         batch_shape = x.shape[: x.ndim - point_ndim - 1]
         n = x.shape[len(batch_shape)]
-        self.x = x
         rows = batch_shape + (n,)
         if random_order:
             keys = torch.rand(rows, generator=self.generator, dtype=torch.float64,
                               device=None if self.generator is None else self.generator.device)
-            self.order = keys.argsort(-1).to(x.device)
+            order = keys.argsort(-1).to(x.device)
         elif order is None:
-            self.order = torch.arange(n, device=x.device).expand(rows)
+            order = torch.arange(n, device=x.device).expand(rows)
         else:
-            self.order = _check_order(order, rows, x.device)
+            order = _check_order(order, rows, x.device)
+        # Distinct sets (S, N, ...) and orders (S, N); _row maps the batch to them.
+        count = batch_shape.numel()
+        self._sets = x.reshape((count,) + x.shape[len(batch_shape):])
+        self._orders = order.reshape(count, n)
+        self._row = torch.arange(count, device=x.device).reshape(batch_shape)
+        self._encodings = None if encodings is None else _check_encodings(encodings, x, self._sets.shape[:2])
         self._cache = None
+        self._next_draw = None
+        self._params = None
         super().__init__(batch_shape, torch.Size((n,)), validate_args=validate_args)
 
     @property
     def num_points(self) -> int:
         return self.event_shape[0]
 
+    @property
+    def x(self) -> torch.Tensor:
+        """The points ``(*batch_shape, N, *point_shape)`` (a view when all share one set)."""
+        point_shape = self._sets.shape[1:]
+        if self._sets.shape[0] == 1:
+            return self._sets[0].expand(self.batch_shape + point_shape)
+        return self._sets[self._row]
+
+    @property
+    def order(self) -> torch.Tensor:
+        """The order of each set ``(*batch_shape, N)``: step ``t`` assigns point ``order[t]``."""
+        if self._orders.shape[0] == 1:
+            return self._orders[0].expand(self.batch_shape + self.event_shape)
+        return self._orders[self._row]
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(AmortizedPartition, _instance)
         batch_shape = torch.Size(batch_shape)
-        point_shape = self.x.shape[len(self.batch_shape):]
         new.network = self.network
         new.generator = self.generator
-        new.x = self.x.expand(batch_shape + point_shape)
-        new.order = self.order.expand(batch_shape + self.event_shape)
+        new._sets, new._orders, new._encodings = self._sets, self._orders, self._encodings
+        new._row = self._row.expand(batch_shape)
         new._cache = None
+        new._next_draw = None
+        new._params = getattr(self, "_params", None)
         super(AmortizedPartition, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
-    def _flat_sets(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points ``(B, N, *point_shape)`` and orders ``(B, N)``, ``B = batch_shape.numel()``."""
-        n = self.num_points
-        x = self.x.reshape((-1,) + self.x.shape[len(self.batch_shape):])
-        return x, self.order.reshape(-1, n)
+    def _set_next_draw(self, labels: torch.Tensor, log_q: torch.Tensor) -> "AmortizedPartition":
+        """Make the next ``sample()`` (one partition, batch shape ``()``) return ``labels``
+        ``(N,)``, a draw from this very distribution made earlier, with its ``log_q`` ``()``
+        (used by :class:`~gfncp_pyro.guides.GFNCPGuide`, which decodes draws in batches)."""
+        self._next_draw = (labels, log_q)
+        return self
+
+    def _encoded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(h, u)`` of the distinct sets ``(S, N, h_dim)``, without autograd, computed once."""
+        if self._encodings is None:
+            with torch.no_grad():
+                self._encodings = tuple(policy.encode_points(self.network, self._sets))
+        return self._encodings
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Draw partitions; their log-probabilities are kept for :meth:`log_prob`.
+
+        All partitions of one set come from one batched decoding pass.
 
         :param sample_shape: leading sample dimensions.
         :returns: canonical labels ``sample_shape + batch_shape + (N,)``, ``torch.long``.
         """
         sample_shape = torch.Size(sample_shape)
         shape = sample_shape + self.batch_shape
-        if sample_shape.numel() == 0:
-            return torch.empty(shape + self.event_shape, dtype=torch.long, device=self.x.device)
+        if self._next_draw is not None and not shape:
+            labels, log_q = self._next_draw
+            self._next_draw = None
+            self._cache = (labels, log_q)
+            return labels
+        if shape.numel() == 0:
+            return torch.empty(shape + self.event_shape, dtype=torch.long, device=self._sets.device)
         generator = self.generator
         if generator is None:  # Pyro's convention: follow torch's global RNG
             generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        x, order = self._flat_sets()
-        labels, log_q = decoding.sample(
-            self.network, x, num_samples=sample_shape.numel(), orders=order, generator=generator
-        )
-        labels = labels.transpose(0, 1).reshape(shape + self.event_shape)
-        self._cache = (labels, log_q.transpose(0, 1).reshape(shape))
+        h, u = self._encoded()
+        if self._sets.shape[0] == 1:  # one set: every partition from one decoding pass
+            labels, log_q = decoding.sample(self.network, self._sets[0], num_samples=shape.numel(),
+                                            orders=self._orders[0], generator=generator,
+                                            encodings=(h[0], u[0]))
+        else:
+            rows = self._row.reshape(-1)
+            labels, log_q = decoding.sample(
+                self.network, self._sets[rows], num_samples=sample_shape.numel(),
+                orders=self._orders[rows], generator=generator, encodings=(h[rows], u[rows]),
+            )
+            labels, log_q = labels.transpose(0, 1), log_q.transpose(0, 1)
+        labels = labels.reshape(shape + self.event_shape)
+        self._cache = (labels, log_q.reshape(shape))
         return labels
 
+    def _parameters(self) -> list[torch.Tensor]:
+        if getattr(self, "_params", None) is None:
+            self._params = list(self.network.parameters())
+        return self._params
+
     def _needs_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(p.requires_grad for p in self.network.parameters())
+        return torch.is_grad_enabled() and (
+            self._sets.requires_grad or any(p.requires_grad for p in self._parameters()))
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """``log q(c | x, rho)`` along the stored order (Eq. (30) in [1] without ``1/N!``).
-
-        Exact (a normalised distribution over the Bell(N) partitions). For the tensor that
-        :meth:`sample` last returned, and when autograd would not record anything, the
-        log-probability of the sampling pass is returned (the same value up to rounding);
-        otherwise all steps of all partitions are teacher-forced, in chunks of bounded memory.
-
-        :param torch.Tensor value: canonical labels ``(..., N)``; ``...`` broadcasts with the
-            batch shape.
-        :returns: ``broadcast(..., batch_shape)``, in the network's dtype.
-        :raises ValueError: if ``value`` has the wrong size or is not canonical.
-        """
+    def _check_value(self, value) -> torch.Tensor:
         n = self.num_points
         if not isinstance(value, torch.Tensor) or value.ndim < 1 or value.shape[-1] != n:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"value must be canonical labels (..., {n}), got {got}")
-        # TraceGraph_ELBO wraps sampled values in ProvenanceTensor; teacher forcing through such
-        # a wrapper loses gradients, so score the plain labels and put the provenance back.
-        provenance = get_provenance(value)
-        value = detach_provenance(value)
-        if self._cache is not None and value is self._cache[0] and not self._needs_grad():
-            return track_provenance(self._cache[1], provenance)
         if value.is_floating_point():
             if not bool(canonical_partition.check(value).all()):
                 raise ValueError(
@@ -218,17 +265,50 @@ class AmortizedPartition(TorchDistribution):
             value = value.long()
         check_canonical(value, name="value (partition labels)")
         try:
-            shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
         except RuntimeError:
             raise ValueError(
                 f"value of shape {tuple(value.shape)} does not broadcast with the batch shape "
                 f"{tuple(self.batch_shape)}"
             ) from None
-        x, order = self._flat_sets()
-        set_of_row = torch.arange(x.shape[0], device=x.device).reshape(self.batch_shape)
-        set_of_row = set_of_row.expand(shape).reshape(-1)
-        labels = value.to(x.device).expand(shape + (n,)).reshape(-1, n)
-        h, u = policy.encode_points(self.network, x)
+        return value
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x, rho)`` along the stored order (Eq. (30) in [1] without ``1/N!``).
+
+        Exact (a normalised distribution over the Bell(N) partitions). For the tensor that
+        :meth:`sample` last returned the log-probability of the sampling pass is returned (the
+        same value up to rounding), differentiable but teacher-forced only if a backward pass
+        reaches it; otherwise all steps of all partitions are teacher-forced, in chunks of
+        bounded memory, with autograd when the network's parameters need gradients.
+
+        :param torch.Tensor value: canonical labels ``(..., N)``; ``...`` broadcasts with the
+            batch shape.
+        :returns: ``broadcast(..., batch_shape)``, in the network's dtype.
+        :raises ValueError: if ``value`` has the wrong size or is not canonical.
+        """
+        return with_provenance_of(value, self._log_prob)
+
+    def _log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._cache is not None and value is self._cache[0]:
+            if not torch.is_grad_enabled():
+                return self._cache[1]
+            return lazy_log_prob(self._cache[1], lambda: self._teacher_forced(value, None),
+                                 [self._sets, *self._parameters()])
+        value = self._check_value(value)
+        if self._needs_grad():
+            return self._teacher_forced(value, None)
+        with torch.no_grad():
+            return self._teacher_forced(value, self._encoded())
+
+    def _teacher_forced(self, value: torch.Tensor, encodings) -> torch.Tensor:
+        """Teacher-forced ``log q`` of canonical ``value`` ``(..., N)``; ``encodings=None``
+        encodes the sets here (with autograd when it is on)."""
+        n = self.num_points
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        h, u = policy.encode_points(self.network, self._sets) if encodings is None else encodings
+        set_of_row = self._row.expand(shape).reshape(-1)
+        labels = value.to(h.device).expand(shape + (n,)).reshape(-1, n)
         width = int(labels.max()) + 2 if labels.numel() else 1
         per_row = n * width * max(self.network.config.h_dim, self.network.config.hidden)
         chunk = max(1, MAX_TEACHER_ELEMENTS // per_row)
@@ -236,12 +316,12 @@ class AmortizedPartition(TorchDistribution):
         for start in range(0, labels.shape[0], chunk):
             rows = set_of_row[start : start + chunk]
             steps = policy.teacher_force(
-                self.network, None, labels[start : start + chunk], None, order[rows],
+                self.network, None, labels[start : start + chunk], None, self._orders[rows],
                 encodings=policy.Encodings(h[rows], u[rows]),
             )
             out.append(policy.trajectory_log_prob(steps))
         log_q = torch.cat(out) if out else h.new_zeros(0)
-        return track_provenance(log_q.reshape(shape), provenance)
+        return log_q.reshape(shape)
 
     def __repr__(self) -> str:
         return (
@@ -249,3 +329,16 @@ class AmortizedPartition(TorchDistribution):
             f"num_points: {self.num_points})"
         )
 
+
+def _check_encodings(encodings, x: torch.Tensor, rows: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h, u)`` of ``x`` reshaped to the distinct sets ``(S, N, h_dim)``."""
+    if not isinstance(encodings, (tuple, list)) or len(encodings) != 2:
+        raise ValueError("encodings must be a pair (h, u) from gfncp_pyro.policy.encode_points")
+    h, u = encodings
+    if not all(isinstance(t, torch.Tensor) for t in (h, u)) or h.shape != u.shape or \
+            h.ndim < 2 or tuple(h.shape[:-1]) != tuple(x.shape[: h.ndim - 1]):
+        raise ValueError(
+            f"encodings must be (h, u) of shape (*batch_shape, N, h_dim) matching x of shape "
+            f"{tuple(x.shape)}; got {tuple(getattr(h, 'shape', ()))} and {tuple(getattr(u, 'shape', ()))}"
+        )
+    return h.reshape(rows + h.shape[-1:]), u.reshape(rows + u.shape[-1:])

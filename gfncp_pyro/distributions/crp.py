@@ -66,7 +66,9 @@ def _as_float_tensor(alpha, device=None) -> torch.Tensor:
         return alpha if alpha.is_floating_point() else alpha.to(torch.get_default_dtype())
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
         raise ValueError(f"alpha must be a positive number or a float tensor, got {alpha!r}")
-    return torch.tensor(float(alpha), dtype=torch.get_default_dtype(), device=device)
+    # A Python number has double precision: keep it (lgamma(alpha) - lgamma(alpha + N) cancels
+    # catastrophically in float32 for large alpha).
+    return torch.tensor(float(alpha), dtype=torch.float64, device=device)
 
 
 def _check_num_points(num_points) -> int:
@@ -178,7 +180,7 @@ class ChineseRestaurantProcess(TorchDistribution):
     partitions (``N <= 12``).
 
     :param alpha: concentration ``> 0``, a float tensor of any shape (the batch shape) or a
-        number.
+        number (kept as a float64 tensor: a Python float has double precision).
     :param int num_points: ``N >= 1``, always validated.
     :param validate_args: as in torch; when on, ``alpha`` must be positive and finite and values
         given to ``log_prob`` must be canonical (``ValueError`` otherwise).
@@ -230,7 +232,8 @@ class ChineseRestaurantProcess(TorchDistribution):
 
         :param torch.Tensor value: canonical labels ``(..., N)``; ``...`` broadcasts with the
             batch shape. Without validation non-canonical labels give meaningless numbers.
-        :returns: log-probabilities of shape ``broadcast(..., batch_shape)`` in alpha's dtype.
+        :returns: log-probabilities of shape ``broadcast(..., batch_shape)`` in alpha's dtype
+            (computed in float64).
         """
         n = self.num_points
         if not isinstance(value, torch.Tensor) or value.ndim < 1 or value.shape[-1] != n:
@@ -239,11 +242,14 @@ class ChineseRestaurantProcess(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         labels = value.long()
-        alpha = self.alpha
+        # Ewens' terms are sums of lgamma values of size N log N that cancel: computed in
+        # float64 whatever alpha's dtype, and returned in alpha's dtype.
+        alpha = self.alpha.double()
         sizes = cluster_sizes(labels, num_slots=n).to(alpha.dtype)
         log_sizes = torch.lgamma(sizes.clamp(min=1)).sum(-1)  # empty slots add lgamma(1) = 0
         k = num_clusters(labels).to(alpha.dtype)
-        return k * torch.log(alpha) + torch.lgamma(alpha) - torch.lgamma(alpha + n) + log_sizes
+        log_prob = k * torch.log(alpha) + torch.lgamma(alpha) - torch.lgamma(alpha + n) + log_sizes
+        return log_prob.to(self.alpha.dtype)
 
     def sample(
         self, sample_shape=torch.Size(), generator: torch.Generator | None = None

@@ -8,6 +8,7 @@ from torch.distributions import constraints
 
 from ..likelihoods import IsotropicGaussian
 from ..partitions import check_canonical
+from .provenance import plain, with_provenance_of
 
 __all__ = ["GaussianMixtureMarginal"]
 
@@ -54,9 +55,12 @@ class GaussianMixtureMarginal(TorchDistribution):
         if value.shape[-2:] != (n, dim):
             raise ValueError(f"value must have shape (..., {n}, {dim}), got {tuple(value.shape)}")
         shape = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
-        x = value.expand(shape + (n, dim)).reshape(-1, n, dim)
-        labels = self.labels.expand(shape + (n,)).reshape(-1, n)
-        return self.likelihood.log_marginal(x, labels).reshape(shape)
+
+        def log_marginal(labels):  # TraceGraph_ELBO: labels may carry Pyro's provenance
+            x = plain(value).expand(shape + (n, dim)).reshape(-1, n, dim)
+            return self.likelihood.log_marginal(x, labels.expand(shape + (n,)).reshape(-1, n)).reshape(shape)
+
+        return with_provenance_of(self.labels, log_marginal)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         n, dim = self.event_shape
