@@ -210,17 +210,18 @@ def check_positive_int(value, name: str) -> int:
 
 
 def make_generator(generator) -> torch.Generator:
-    """The given generator, a CPU generator seeded with an ``int``, or (``None``) a fresh one
-    seeded non-deterministically; torch's global RNG is never used."""
+    """The package's one RNG rule (Pyro's): a ``torch.Generator`` is used as given, an ``int``
+    seeds a fresh CPU generator (an explicit, reproducible stream), and ``None`` means torch's
+    global CPU RNG (``torch.default_generator``), so that ``pyro.set_rng_seed(s)`` (or
+    ``torch.manual_seed(s)``) controls the draw."""
     if isinstance(generator, torch.Generator):
         return generator
     if generator is None:
-        fresh = torch.Generator()
-        fresh.seed()
-        return fresh
+        return torch.default_generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return torch.Generator().manual_seed(int(generator))
-    raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+    raise ValueError(f"generator must be a torch.Generator, an int seed or None (torch's global RNG), "
+                     f"got {generator!r}")
 
 
 def positive_float(value, name: str) -> float:

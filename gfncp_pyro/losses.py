@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 
 from ._checks import check_every_step
-from .policy import StepEnergies, step_log_normalizer, taken_energies, trajectory_log_prob
+from .policy import StepEnergies, _shift, step_log_normalizer, taken_energies, trajectory_log_prob
 
 __all__ = [
     "FLOWS",
@@ -46,11 +46,6 @@ __all__ = [
 
 FLOWS = ("consistent", "paper", "offset", "state")
 """Flow parametrisations accepted by :func:`marginal_consistency`."""
-
-
-def _shift(values: torch.Tensor) -> torch.Tensor:
-    """``out[:, t] = values[:, t - 1]``, zero at ``t = 0``."""
-    return torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], 1)
 
 
 def _paper_energies(step_energies: StepEnergies) -> torch.Tensor:

@@ -168,8 +168,8 @@ def random_step_subset(
     :param torch.Tensor lengths: set sizes ``N_b >= 1``, ``(B,)`` integer.
     :param int num_steps: steps per set (fewer when a set has fewer).
     :param generator: a :class:`torch.Generator` (drawn on its device, result moved to
-        ``lengths``' device), an ``int`` seed, or ``None`` (a fresh generator seeded
-        non-deterministically; torch's global RNG is never used).
+        ``lengths``' device), an ``int`` seed, or ``None`` (torch's global RNG, which
+        ``pyro.set_rng_seed`` controls).
     :param int n_max: width of the result (default ``max(lengths)``, as for a batch padded to
         its longest set); extra columns are ``False`` and do not change the draw.
     :returns: ``(B, N_max)`` bool, ``True`` on the selected steps.
@@ -498,7 +498,7 @@ def sdpp(
     x: torch.Tensor,
     labels: torch.Tensor,
     num_orders: int = 500,
-    generator: torch.Generator | int | None = 0,
+    generator: torch.Generator | int | None = None,
     *,
     chunk_size: int | None = None,
     bf16: bool = False,
@@ -511,8 +511,8 @@ def sdpp(
     :param torch.Tensor x: one set ``(N, *point_shape)``.
     :param torch.Tensor labels: ``(N,)`` canonical labels (the ground truth in [1]).
     :param int num_orders: number of uniformly random orders (500 in [1]).
-    :param generator: a ``torch.Generator``, an integer seed (a CPU generator) or ``None`` (a
-        fresh generator seeded non-deterministically).
+    :param generator: a ``torch.Generator``, an integer seed (a CPU generator) or ``None``
+        (torch's global RNG: ``pyro.set_rng_seed`` controls it).
     :returns: :class:`SDPPResult`.
     """
     num_orders = check_positive_int(num_orders, "num_orders")

@@ -230,8 +230,14 @@ def test_images_reject_bad_config_and_generator():
     images = torch.rand(2, 1, 4, 4)
     with pytest.raises(ValueError, match="config must be an ImageAugment"):
         augment_images(images, EmbeddingAugment(), gen())
-    with pytest.raises(ValueError, match="generator must be a CPU torch.Generator"):
-        augment_images(images, ImageAugment(), 0)
+    with pytest.raises(ValueError, match="generator must be a torch.Generator, an int seed or None"):
+        augment_images(images, ImageAugment(), "seed")
+    # the RNG rule: an int is an explicit stream, None is torch's global RNG
+    assert torch.equal(augment_images(images, ImageAugment(), 3), augment_images(images, ImageAugment(), gen(3)))
+    torch.manual_seed(5)
+    first = augment_images(images, ImageAugment())
+    torch.manual_seed(5)
+    assert torch.equal(first, augment_images(images, ImageAugment()))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

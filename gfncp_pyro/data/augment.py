@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from .._checks import make_generator
+
 __all__ = ["ImageAugment", "EmbeddingAugment", "augment_images", "augment_embeddings"]
 
 
@@ -137,10 +139,13 @@ class EmbeddingAugment(_JsonConfig):
 
 
 def _check_generator(generator) -> torch.Generator:
-    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+    """The package's RNG rule (:func:`~gfncp_pyro._checks.make_generator`: ``None`` is torch's
+    global RNG, an ``int`` a fresh seeded stream), restricted to CPU generators."""
+    generator = make_generator(generator)
+    if generator.device.type != "cpu":
         raise ValueError(
-            f"generator must be a CPU torch.Generator, got {generator!r}; pass "
-            "torch.Generator().manual_seed(seed)"
+            f"generator must be a CPU torch.Generator (or an int seed, or None for torch's global RNG), "
+            f"got one on {generator.device}; pass torch.Generator().manual_seed(seed)"
         )
     return generator
 
@@ -224,7 +229,8 @@ def _blur(images: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tenso
     return sum(kernel[..., t] * padded[..., t:t + height, :] for t in range(2 * radius + 1))
 
 
-def augment_images(images: torch.Tensor, config: ImageAugment, generator: torch.Generator) -> torch.Tensor:
+def augment_images(images: torch.Tensor, config: ImageAugment,
+                   generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Independent random augmentations of a batch of images (Sec. 4.3 in [1]).
 
     Steps, all batched (no loop over images): random resized crop + aspect ratio + rotation as
@@ -235,7 +241,8 @@ def augment_images(images: torch.Tensor, config: ImageAugment, generator: torch.
 
     :param torch.Tensor images: ``(M, C, H, W)`` floating point, values in ``[0, 1]``, any device.
     :param ImageAugment config: the augmentation strengths.
-    :param torch.Generator generator: a CPU generator (see the module's note on devices).
+    :param generator: a CPU generator (see the module's note on devices), an ``int`` seed, or
+        ``None`` (torch's global RNG).
     :returns: ``(M, C, H, W)`` on the images' device and in their dtype, values in ``[0, 1]``.
     :raises ValueError: on a bad shape or dtype, values outside ``[0, 1]`` or NaN, a bad config
         or a non-CPU generator.
@@ -287,7 +294,8 @@ def augment_images(images: torch.Tensor, config: ImageAugment, generator: torch.
     return out.clamp_(0.0, 1.0)
 
 
-def augment_embeddings(features: torch.Tensor, config: EmbeddingAugment, generator: torch.Generator) -> torch.Tensor:
+def augment_embeddings(features: torch.Tensor, config: EmbeddingAugment,
+                       generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Independent random augmentations of embedding vectors (Sec. 4.3 in [1]).
 
     ``y = keep / (1 - p) * (x + noise_std * rms(x) * eps)`` with ``eps ~ N(0, I)``, ``rms(x) =
@@ -296,7 +304,8 @@ def augment_embeddings(features: torch.Tensor, config: EmbeddingAugment, generat
 
     :param torch.Tensor features: ``(M, d)`` floating point, finite, any device.
     :param EmbeddingAugment config: the augmentation strengths.
-    :param torch.Generator generator: a CPU generator (see the module's note on devices).
+    :param generator: a CPU generator (see the module's note on devices), an ``int`` seed, or
+        ``None`` (torch's global RNG).
     :returns: ``(M, d)`` on the features' device and in their dtype.
     :raises ValueError: on a bad shape or dtype, non-finite values, a bad config or a non-CPU
         generator.
