@@ -85,7 +85,7 @@ class NCPObjective:
         subset = _step_subset(self.mc_steps, batch, generator)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         kwargs = {"step_subset": subset} if subset is not None else {}
-        steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings,
+        steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, batch.orders,
                                      bf16=bf16, **kwargs)
         nll = losses.ncp_nll(steps)
         return nll.mean(), {"nll": float(nll.detach().mean())}
@@ -227,8 +227,8 @@ class GFNCPObjective:
                 orders.append(sample_orders)
         T = R + M
         stacked = policy.Encodings(encodings.h.repeat(T, 1, 1), encodings.u.repeat(T, 1, 1))
-        steps = policy.teacher_force(net, None, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
-                                     encodings=stacked, bf16=bf16)
+        steps = policy.teacher_force(net, stacked, torch.cat(labels), batch.mask.repeat(T, 1), torch.cat(orders),
+                                     bf16=bf16)
         log_q = policy.trajectory_log_prob(steps).view(T, B)
         energy = losses.final_energy(steps).view(T, B)
         energy = energy.detach() if self.detach_reward else energy
@@ -308,7 +308,7 @@ class GFNCPObjective:
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         labels = self._exploration_labels(net, batch, encodings, generator)
         kwargs = {"step_subset": subset, "parent_candidates": self.flow == "paper"} if subset is not None else {}
-        steps = policy.teacher_force(net, None, labels, batch.mask, batch.orders, encodings=encodings,
+        steps = policy.teacher_force(net, encodings, labels, batch.mask, batch.orders,
                                      bf16=bf16, **kwargs)
         scale = self.energy_gradient_scale(step)
         offsets = None
@@ -336,7 +336,7 @@ class GFNCPObjective:
         total = weight * mc
         energy = None
         if self.gauge == "final" or (reward == "cd" and self.lambda_cd > 0):
-            energy = policy.partition_energy(net, None, labels, batch.mask, encodings=encodings, bf16=bf16)
+            energy = policy.partition_energy(net, encodings, labels, batch.mask, bf16=bf16)
         loss = self._with_gauge(total, self._gauge(net, steps, encodings, batch, energy, bf16), parts)
         keep = batch.is_data
         if self.lambda_cd > 0 and bool(keep.any()):
@@ -349,7 +349,7 @@ class GFNCPObjective:
                 sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
                 sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
                                             generator=generator, encodings=sub)
-                energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub, bf16=bf16)
+                energy_sample = policy.partition_energy(net, sub, sample[:, 0], mask, bf16=bf16)
                 cd = losses.contrastive_divergence(energy[keep], energy_sample)
                 loss = loss + self._data_term(cd, keep, parts, "cd")
         return loss, parts

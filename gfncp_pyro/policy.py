@@ -206,14 +206,123 @@ def encode_points(net: EnergyNet, x: torch.Tensor, *, bf16: bool = False) -> Enc
     return Encodings(h.to(x.dtype), u.to(x.dtype))
 
 
+def _encodings(net: EnergyNet, points, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h, u)`` of ``points``: :class:`Encodings` are checked and used as given, a tensor of
+    points is encoded (:func:`encode_points`)."""
+    if points is None:
+        raise ValueError("points are required: pass the points (B, N_max, *point_shape) or their "
+                         "Encodings from encode_points")
+    if not isinstance(points, Encodings):
+        points = encode_points(net, points, bf16=bf16)
+    return check_encodings(net, points)
+
+
+class _Layout(NamedTuple):
+    """Where each step's candidates sit along the order (0-based steps ``t``), ``(B, N_max, ...)``.
+
+    ``taken[t, k]``: step ``t`` puts its point in cluster ``k``; ``candidates[t, k]``: ``k`` is
+    open or the new cluster at step ``t``; ``last_seen[t, k]``: 1 + the last step ``s < t``
+    with ``a_s = k``, or 0 (cluster ``k`` not open yet)."""
+
+    actions: torch.Tensor
+    taken: torch.Tensor
+    candidates: torch.Tensor
+    last_seen: torch.Tensor
+
+
+def _layout(labels: torch.Tensor, mask: torch.Tensor, orders: torch.Tensor) -> _Layout:
+    """The trajectory of ``labels`` along ``orders`` (canonical actions ``a_t``, Eq. 9)."""
+    actions = canonicalize(labels.gather(1, orders), mask)
+    n_max, device = mask.shape[1], mask.device
+    width = int(actions.max()) + 2  # candidates 0..K_max
+    taken = nn.functional.one_hot(actions.clamp(min=0), width).bool() & mask.unsqueeze(-1)
+    num_open = _shift(actions + 1).cummax(1).values  # K_t
+    candidates = (torch.arange(width, device=device) <= num_open.unsqueeze(-1)) & mask.unsqueeze(-1)
+    steps = torch.arange(1, n_max + 1, device=device).view(1, -1, 1)
+    last_seen = _shift(taken.long() * steps).cummax(1).values
+    return _Layout(actions, taken, candidates, last_seen)
+
+
+def _needed_energies(layout: _Layout, subset: torch.Tensor | None, parent_candidates: bool) -> torch.Tensor:
+    """``(B, N_max, K_max + 1)`` bool: the energies to return (all candidates without a step
+    subset; else the selected steps' candidates and the parents' taken ones)."""
+    if subset is None:
+        return layout.candidates
+    parent = torch.cat([subset[:, 1:], torch.zeros_like(subset[:, :1])], 1)  # t + 1 selected
+    steps_needed = subset | parent if parent_candidates else subset
+    return (layout.candidates & steps_needed.unsqueeze(-1)) | (layout.taken & parent.unsqueeze(-1))
+
+
+def _candidate_projections(heads, h: torch.Tensor, layout: _Layout, mask: torch.Tensor, rows_of,
+                           bf16: bool) -> torch.Tensor:
+    """``W_G g(H_k^{(t)} + h_t)`` for each ``(b, t, k)`` of ``rows_of``, ``(rows, hidden)``.
+
+    The map ``z -> W_G g(z)`` starts with an affine layer ``W_in z + b_in``: it is applied to each
+    point once and every row ``W_in (H_k^{(t)} + h_t) + b_in`` is formed from sums of mapped
+    points (Eq. 12), so ``g``'s first layer costs ``N`` rows per set, not one per candidate."""
+    b, t, k = rows_of
+    batch, n_max = mask.shape
+    dtype = h.dtype
+    w_in, b_in = heads.input_map()
+    with _autocast(h.device, bf16):
+        mapped = nn.functional.linear(h, w_in).to(dtype)  # W_in h_t, (B, N, width)
+    width_in = mapped.shape[-1]
+    # sums[b, 1 + s] = W_in H of cluster a_s right after step s; sums[b, 0] = 0.
+    actions = layout.actions
+    same = (actions.unsqueeze(2) == actions.unsqueeze(1)) & mask.unsqueeze(1)
+    same = same & torch.ones(n_max, n_max, dtype=torch.bool, device=h.device).tril()
+    sums = torch.cat([mapped.new_zeros(batch, 1, width_in), torch.bmm(same.to(dtype), mapped)], 1)
+    point = mapped if b_in is None else mapped + b_in.to(dtype)
+    seen = layout.last_seen[b, t, k]
+    rows = (sums.reshape(-1, width_in).index_select(0, b * (n_max + 1) + seen)
+            + point.reshape(-1, width_in).index_select(0, b * n_max + t))
+    with _autocast(h.device, bf16):
+        return heads.project_mapped(rows).to(dtype)
+
+
+def _state_offsets(net: EnergyNet, heads, u: torch.Tensor, layout: _Layout, mask: torch.Tensor,
+                   proj_taken: torch.Tensor, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step, ``W_G S_t + b_f + W_U U_{t+1}`` ``(B, N_max, hidden)`` (Eqs. 13-15 before the
+    candidate's own term) and ``proj_seen`` ``(B, N_max + 1, hidden)``: each cluster's current
+    ``W_G g(H_k)`` indexed by ``last_seen`` (row 0: a cluster not open yet, zero)."""
+    batch, hidden, dtype = mask.shape[0], proj_taken.shape[-1], proj_taken.dtype
+    proj_seen = torch.cat([proj_taken.new_zeros(batch, 1, hidden), proj_taken], 1)
+    actions = layout.actions.clamp(min=0).unsqueeze(-1)
+    prev_of_taken = layout.last_seen.gather(2, actions)
+    delta = proj_taken - proj_seen.gather(1, prev_of_taken.expand(-1, -1, hidden))
+    delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
+    offset = _shift(delta).cumsum(1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
+    if heads.bias_f is not None:
+        offset = offset + heads.bias_f.to(dtype)
+    if not net.config.online:  # online mode: U = 0 (App. C in [1])
+        u = torch.where(mask.unsqueeze(-1), u, 0.0)
+        unassigned = _shift(u.flip(1)).cumsum(1).flip(1)  # U_{t+1}
+        with _autocast(u.device, bf16):
+            offset = offset + nn.functional.linear(unassigned, heads.weight_u).to(dtype)
+    return offset, proj_seen
+
+
+def _energies(heads, offset: torch.Tensor, proj_seen: torch.Tensor, proj: torch.Tensor, rows, needed: torch.Tensor,
+              bf16: bool) -> torch.Tensor:
+    """``f`` on ``W_G (S_t - g(H_k) + g(H_k + h_t)) + b_f + W_U U_{t+1}`` for each returned
+    ``(b, t, seen)`` row (Eq. 15), scattered to ``(B, N_max, K_max + 1)`` (``+inf`` elsewhere)."""
+    b, t, seen = rows
+    n_max, hidden = offset.shape[1], proj.shape[-1]
+    pre = (offset.reshape(-1, hidden).index_select(0, b * n_max + t)
+           - proj_seen.reshape(-1, hidden).index_select(0, b * (n_max + 1) + seen) + proj)
+    with _autocast(proj.device, bf16):
+        values = heads.energy(pre).to(proj.dtype)
+    energies = torch.full(needed.shape, math.inf, dtype=proj.dtype, device=proj.device)
+    return energies.masked_scatter(needed, values)
+
+
 def teacher_force(
     net: EnergyNet,
-    x: torch.Tensor | None,
+    points: torch.Tensor | Encodings,
     labels: torch.Tensor,
     mask: torch.Tensor | None = None,
     orders: torch.Tensor | None = None,
     *,
-    encodings: Encodings | None = None,
     bf16: bool = False,
     step_subset: torch.Tensor | None = None,
     parent_candidates: bool = False,
@@ -234,16 +343,15 @@ def teacher_force(
     unbiased estimates of their sums over steps.
 
     :param EnergyNet net: the energy network.
-    :param torch.Tensor x: points ``(B, N_max, *point_shape)`` in the caller's order (may be
-        ``None`` when ``encodings`` are given).
+    :param points: points ``(B, N_max, *point_shape)`` in the caller's order, or their
+        :class:`Encodings` ``(B, N_max, h_dim)`` from :func:`encode_points` (may be expanded
+        views, e.g. one set's encodings for many orders).
     :param torch.Tensor labels: ``(B, N_max)`` canonical labels in the caller's point order;
         entries at padding are ignored.
     :param torch.Tensor mask: ``(B, N_max)`` bool, ``True`` on a non-empty prefix of each row
         (default: all ``True``).
     :param torch.Tensor orders: ``(B, N_max)``, row ``b`` starts with a permutation of
         ``0..N_b-1`` (default: identity); step ``t`` assigns point ``orders[b, t]``.
-    :param Encodings encodings: precomputed :func:`encode_points` ``(B, N_max, h_dim)`` (may be
-        expanded views, e.g. one set's encodings for many orders).
     :param bool bf16: run the network under bfloat16 autocast; sums stay in ``x``'s dtype.
     :param torch.Tensor step_subset: ``(B, N_max)`` bool, steps among ``1..N_b-1`` (e.g. from
         :func:`random_step_subset`); default: every step.
@@ -254,98 +362,45 @@ def teacher_force(
     :raises ValueError: on bad points, labels, mask, orders or step subset (message says
         which and why).
     """
-    if encodings is None:
-        if x is None:
-            raise ValueError("x is required unless encodings=Encodings(h, u) are given")
-        encodings = encode_points(net, x, bf16=bf16)
-    h, u = check_encodings(net, encodings)
-    shape, device, dtype = tuple(h.shape[:2]), h.device, h.dtype
+    h, u = _encodings(net, points, bf16)
+    shape, device = tuple(h.shape[:2]), h.device
     labels = check_index_tensor(labels, "labels", shape, device)
     mask = check_mask(mask, shape, device)
     check_canonical(labels, mask)
     orders = check_orders(orders, mask)
     subset = None if step_subset is None else check_step_subset(step_subset, mask)
-    batch, n_max = shape
-    h_dim = h.shape[-1]
 
     # Read everything along the order.
-    actions = canonicalize(labels.gather(1, orders), mask)
-    index = orders.unsqueeze(-1).expand(-1, -1, h_dim)
+    index = orders.unsqueeze(-1).expand(-1, -1, h.shape[-1])
     h, u = h.gather(1, index), u.gather(1, index)
-    width = int(actions.max()) + 2  # candidates 0..K_max
-    taken = nn.functional.one_hot(actions.clamp(min=0), width).bool() & mask.unsqueeze(-1)
-    num_open = _shift(actions + 1).cummax(1).values  # K_t
-    candidate_mask = (torch.arange(width, device=device) <= num_open.unsqueeze(-1))
-    candidate_mask = candidate_mask & mask.unsqueeze(-1)
-    # last_seen[t, k]: 1 + the last step s < t with a_s = k, or 0 (cluster k not open yet).
-    steps = torch.arange(1, n_max + 1, device=device).view(1, -1, 1)
-    last_seen = _shift(taken.long() * steps).cummax(1).values
-
-    if subset is None:
-        needed = candidate_mask  # the energies returned
-    else:
-        parent = torch.cat([subset[:, 1:], torch.zeros_like(subset[:, :1])], 1)  # t + 1 selected
-        steps_needed = subset | parent if parent_candidates else subset
-        needed = (candidate_mask & steps_needed.unsqueeze(-1)) | (taken & parent.unsqueeze(-1))
-    evaluated = needed | taken  # rows through g
-    b, t, k = evaluated.nonzero(as_tuple=True)  # row-major
-    seen = last_seen[b, t, k]
-
-    # The map z -> W_G g(z) starts with an affine layer W_in z + b_in: apply it to each point
-    # once and form every row W_in (H_k^{(t)} + h_t) + b_in from sums of mapped points.
+    layout = _layout(labels, mask, orders)
+    needed = _needed_energies(layout, subset, parent_candidates)
+    evaluated = needed | layout.taken  # rows through g
     heads = net.fused_heads()
-    w_in, b_in = heads.input_map()
-    with _autocast(device, bf16):
-        mapped = nn.functional.linear(h, w_in).to(dtype)  # W_in h_t, (B, N, width)
-    width_in = mapped.shape[-1]
-    # sums[b, 1 + s] = W_in H of cluster a_s right after step s (Eq. 12); sums[b, 0] = 0.
-    same = (actions.unsqueeze(2) == actions.unsqueeze(1)) & mask.unsqueeze(1)
-    same = same & torch.ones(n_max, n_max, dtype=torch.bool, device=device).tril()
-    sums = torch.cat([mapped.new_zeros(batch, 1, width_in), torch.bmm(same.to(dtype), mapped)], 1)
-    point = mapped if b_in is None else mapped + b_in.to(dtype)
-    rows = (sums.reshape(-1, width_in).index_select(0, b * (n_max + 1) + seen)
-            + point.reshape(-1, width_in).index_select(0, b * n_max + t))
-    with _autocast(device, bf16):
-        proj = heads.project_mapped(rows).to(dtype)  # W_G g(H_k^{(t)} + h_t)
-    hidden = proj.shape[-1]
+    evaluated_rows = evaluated.nonzero(as_tuple=True)  # row-major
+    proj = _candidate_projections(heads, h, layout, mask, evaluated_rows, bf16)
 
     # W_G g of the taken candidate = cluster a_t's new sum; row_of maps (b, t, k) -> row.
     row_of = (evaluated.reshape(-1).cumsum(0) - 1).reshape(evaluated.shape)
-    taken_row = row_of.gather(2, actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    taken_row = row_of.gather(2, layout.actions.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     proj_taken = torch.where(mask.unsqueeze(-1), proj[taken_row], 0.0)
-    proj_seen = torch.cat([proj_taken.new_zeros(batch, 1, hidden), proj_taken], 1)
-    prev_of_taken = last_seen.gather(2, actions.clamp(min=0).unsqueeze(-1))
-    delta = proj_taken - proj_seen.gather(1, prev_of_taken.expand(-1, -1, hidden))
-    delta = torch.where(mask.unsqueeze(-1), delta, 0.0)
-    offset = _shift(delta).cumsum(1)  # W_G S_t, S_t = sum_j g(H_j^{(t)})
-    if heads.bias_f is not None:
-        offset = offset + heads.bias_f.to(dtype)
-    if not net.config.online:  # online mode: U = 0 (App. C in [1])
-        u = torch.where(mask.unsqueeze(-1), u, 0.0)
-        unassigned = _shift(u.flip(1)).cumsum(1).flip(1)  # U_{t+1}
-        with _autocast(device, bf16):
-            offset = offset + nn.functional.linear(unassigned, heads.weight_u).to(dtype)
+    offset, proj_seen = _state_offsets(net, heads, u, layout, mask, proj_taken, bf16)
 
-    if subset is not None:  # keep the rows whose energy is returned
+    if subset is None:  # every evaluated row is returned (taken candidates are candidates)
+        b, t, k = evaluated_rows
+    else:  # keep the rows whose energy is returned
         b, t, k = needed.nonzero(as_tuple=True)
-        seen = last_seen[b, t, k]
         proj = proj.index_select(0, row_of[b, t, k])
-    pre = (offset.reshape(-1, hidden).index_select(0, b * n_max + t)
-           - proj_seen.reshape(-1, hidden).index_select(0, b * (n_max + 1) + seen) + proj)
-    with _autocast(device, bf16):
-        values = heads.energy(pre).to(dtype)
-    energies = torch.full(needed.shape, math.inf, dtype=dtype, device=device)
-    energies = energies.masked_scatter(needed, values)
-    return StepEnergies(energies, needed, actions, mask, subset, offset)
+    energies = _energies(heads, offset, proj_seen, proj, (b, t, layout.last_seen[b, t, k]), needed, bf16)
+    return StepEnergies(energies, needed, layout.actions, mask, subset, offset)
 
 
 def partition_energy(
     net: EnergyNet,
-    x: torch.Tensor | None,
+    points: torch.Tensor | Encodings,
     labels: torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
-    encodings: Encodings | None = None,
     bf16: bool = False,
 ) -> torch.Tensor:
     """Energy ``E[c_{1:N}] = f(sum_k g(H_k), 0)`` of full partitions only, ``(B,)``.
@@ -354,11 +409,7 @@ def partition_energy(
     energy of :func:`teacher_force` at a fraction of the cost (``g`` on the ``K`` clusters, one
     ``f``), e.g. to re-score policy samples for Eq. (27). Arguments as in :func:`teacher_force`.
     """
-    if encodings is None:
-        if x is None:
-            raise ValueError("x is required unless encodings=Encodings(h, u) are given")
-        encodings = encode_points(net, x, bf16=bf16)
-    h, _ = check_encodings(net, encodings)
+    h, _ = _encodings(net, points, bf16)
     shape = tuple(h.shape[:2])
     labels = check_index_tensor(labels, "labels", shape, h.device)
     mask = check_mask(mask, shape, h.device)
@@ -487,8 +538,7 @@ def log_prob_orders(
     for chunk in orders.split(chunk_size):
         r = chunk.shape[0]
         enc = Encodings(h.expand(r, -1, -1), u.expand(r, -1, -1))
-        steps = teacher_force(net, None, labels.expand(r, -1), None, chunk, encodings=enc,
-                              bf16=bf16)
+        steps = teacher_force(net, enc, labels.expand(r, -1), None, chunk, bf16=bf16)
         out.append(trajectory_log_prob(steps))
     return torch.cat(out)
 

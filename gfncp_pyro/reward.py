@@ -82,7 +82,7 @@ def reward_posterior(
         samples, log_q = decoding.sample(net, x, num_samples, generator=generator)
         encodings = policy.encode_points(net, x.unsqueeze(0))
         expanded = policy.Encodings(encodings.h.expand(num_samples, -1, -1), encodings.u.expand(num_samples, -1, -1))
-        energy = policy.partition_energy(net, None, samples, encodings=expanded)
+        energy = policy.partition_energy(net, expanded, samples)
     log_w = (-energy.double() - log_q.double())
     weights = torch.softmax(log_w, 0)
     table = posterior_table(samples, log_w)

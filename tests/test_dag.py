@@ -295,7 +295,7 @@ def test_offset_flow_residuals_and_policy_dag():
     orders = torch.tensor([[2, 0, 3, 1], [1, 3, 0, 2]])
     with torch.no_grad():
         enc = policy.encode_points(net, x)
-        steps = policy.teacher_force(net, None, labels, None, orders, encodings=enc)
+        steps = policy.teacher_force(net, enc, labels, None, orders)
         offsets = flows.state_log_flow_offsets(net, enc, None, orders)
     log_flows, residuals = flow_residuals(steps, "offset", offsets)
     expected = -policy.taken_energies(steps) + offsets

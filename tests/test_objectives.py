@@ -35,9 +35,9 @@ def _batch(config, seed=3):
 def _previous_formula(net, config, batch, generator):
     """The GFNCP objective as train.batch_loss wrote it before the objective objects."""
     encodings = policy.encode_points(net, batch.x)
-    steps = policy.teacher_force(net, None, batch.labels, batch.mask, batch.orders, encodings=encodings)
+    steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, batch.orders)
     mc = losses.marginal_consistency(steps, config.flow)
-    energy = policy.partition_energy(net, None, batch.labels, batch.mask, encodings=encodings)
+    energy = policy.partition_energy(net, encodings, batch.labels, batch.mask)
     loss = (mc + config.delta * losses.energy_regularizer(energy)).mean()
     keep = batch.is_data
     if config.reward == "nll":
@@ -48,7 +48,7 @@ def _previous_formula(net, config, batch, generator):
     sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
     sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width], generator=generator,
                                 encodings=sub)
-    energy_sample = policy.partition_energy(net, None, sample[:, 0], mask, encodings=sub)
+    energy_sample = policy.partition_energy(net, sub, sample[:, 0], mask)
     return loss + config.lambda_cd * (energy[keep] - energy_sample).sum() / keep.numel()
 
 
@@ -115,7 +115,7 @@ def test_offsets_and_offset_residuals_match_slow_loops(batch):
     with torch.no_grad():
         enc = policy.encode_points(NET, x)
         offsets = flows.state_log_flow_offsets(NET, enc, mask, orders)
-        steps = policy.teacher_force(NET, None, labels, mask, orders, encodings=enc)
+        steps = policy.teacher_force(NET, enc, labels, mask, orders)
         residuals = losses.marginal_consistency_residuals(steps, "offset", offsets)
         tb = losses.trajectory_balance(steps, "offset", offsets)
     for b in range(x.shape[0]):
@@ -169,7 +169,7 @@ def test_offset_flow_needs_offsets_and_a_head():
 def test_first_state_energy_is_the_first_teacher_forced_energy():
     x, labels, mask, orders = ref.to_batch([[0, 1, 0, 1], [0, 0]], [[2, 0, 3, 1], [1, 0]], 4, torch.float64)
     enc = policy.encode_points(NET, x)
-    steps = policy.teacher_force(NET, None, labels, mask, orders, encodings=enc)
+    steps = policy.teacher_force(NET, enc, labels, mask, orders)
     assert torch.allclose(first_state_energy(NET, enc, orders, mask), losses.first_energy(steps), atol=1e-10)
 
 

@@ -125,7 +125,7 @@ def test_probabilities_of_all_partitions_sum_to_one(n):
     with torch.no_grad():
         enc = encode_points(net, x)
         enc = type(enc)(*(e.expand(labels.shape[0], -1, -1) for e in enc))
-        steps = teacher_force(net, None, labels, orders=order, encodings=enc)
+        steps = teacher_force(net, enc, labels, orders=order)
         total = torch.logsumexp(log_prob_from(steps), 0)
     assert labels.shape[0] == bell_number(n)
     assert abs(total.item()) < 1e-9
@@ -223,7 +223,7 @@ def test_precomputed_encodings_and_bf16():
                                        torch.float32)
     with torch.no_grad():
         plain = teacher_force(net, x, labels, mask, orders)
-        reused = teacher_force(net, None, labels, mask, orders, encodings=encode_points(net, x))
+        reused = teacher_force(net, encode_points(net, x), labels, mask, orders)
         low = teacher_force(net, x, labels, mask, orders, bf16=True)
     assert torch.equal(plain.energies, reused.energies)
     assert low.energies.dtype == torch.float32
@@ -256,22 +256,22 @@ def _bad_inputs():
     nan_x[0, 1, 0] = math.nan
     inf_x[1, 2, 1] = math.inf  # at padding: padding must be finite too
     return [
-        ("point shape", dict(x=torch.randn(2, 3, 5), labels=labels, mask=mask)),
-        ("no batch dim", dict(x=torch.randn(3, 2), labels=labels[0], mask=None)),
-        ("empty set", dict(x=torch.randn(2, 0, 2), labels=labels[:, :0], mask=None)),
-        ("NaN", dict(x=nan_x, labels=labels, mask=mask)),
-        ("inf", dict(x=inf_x, labels=labels, mask=mask)),
-        ("not canonical", dict(x=x, labels=torch.tensor([[1, 0, 0], [0, 0, -1]]), mask=mask)),
-        ("skips a label", dict(x=x, labels=torch.tensor([[0, 2, 1], [0, 0, -1]]), mask=mask)),
-        ("float labels", dict(x=x, labels=labels.double(), mask=mask)),
-        ("labels shape", dict(x=x, labels=labels[:, :2], mask=mask)),
-        ("mask not prefix", dict(x=x, labels=labels, mask=torch.tensor([[True, False, True]] * 2))),
-        ("empty row", dict(x=x, labels=labels, mask=torch.tensor([[True] * 3, [False] * 3]))),
-        ("order repeats", dict(x=x, labels=labels, mask=mask, orders=[[0, 0, 1], [0, 1, 2]])),
-        ("order out of range", dict(x=x, labels=labels, mask=mask, orders=[[0, 1, 2], [0, 2, 1]])),
-        ("order negative", dict(x=x, labels=labels, mask=mask, orders=[[0, 1, -1], [0, 1, 0]])),
-        ("float orders", dict(x=x, labels=labels, mask=mask, orders=torch.zeros(2, 3))),
-        ("float64 x, float32 net", dict(x=x.double(), labels=labels, mask=mask)),
+        ("point shape", dict(points=torch.randn(2, 3, 5), labels=labels, mask=mask)),
+        ("no batch dim", dict(points=torch.randn(3, 2), labels=labels[0], mask=None)),
+        ("empty set", dict(points=torch.randn(2, 0, 2), labels=labels[:, :0], mask=None)),
+        ("NaN", dict(points=nan_x, labels=labels, mask=mask)),
+        ("inf", dict(points=inf_x, labels=labels, mask=mask)),
+        ("not canonical", dict(points=x, labels=torch.tensor([[1, 0, 0], [0, 0, -1]]), mask=mask)),
+        ("skips a label", dict(points=x, labels=torch.tensor([[0, 2, 1], [0, 0, -1]]), mask=mask)),
+        ("float labels", dict(points=x, labels=labels.double(), mask=mask)),
+        ("labels shape", dict(points=x, labels=labels[:, :2], mask=mask)),
+        ("mask not prefix", dict(points=x, labels=labels, mask=torch.tensor([[True, False, True]] * 2))),
+        ("empty row", dict(points=x, labels=labels, mask=torch.tensor([[True] * 3, [False] * 3]))),
+        ("order repeats", dict(points=x, labels=labels, mask=mask, orders=[[0, 0, 1], [0, 1, 2]])),
+        ("order out of range", dict(points=x, labels=labels, mask=mask, orders=[[0, 1, 2], [0, 2, 1]])),
+        ("order negative", dict(points=x, labels=labels, mask=mask, orders=[[0, 1, -1], [0, 1, 0]])),
+        ("float orders", dict(points=x, labels=labels, mask=mask, orders=torch.zeros(2, 3))),
+        ("float64 x, float32 net", dict(points=x.double(), labels=labels, mask=mask)),
     ]
 
 
@@ -297,7 +297,7 @@ def test_bad_inputs_of_the_one_set_functions():
         sdpp(net, x, labels, num_orders=0)
     with pytest.raises(ValueError, match="generator"):
         sdpp(net, x, labels, generator="seed")
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match="points are required"):
         teacher_force(net, None, labels[None])
     with pytest.raises(ValueError, match="canonical"):
         partition_energy(net, x[None], torch.tensor([[1, 0, 0, 1]]))

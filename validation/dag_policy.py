@@ -275,7 +275,7 @@ def policy_dag(
     with torch.no_grad():
         h, u = encode_points(net, x.unsqueeze(0))
         encodings = Encodings(h.expand(orders.shape[0], -1, -1), u.expand(orders.shape[0], -1, -1))
-        steps = teacher_force(net, None, labels, None, orders, encodings=encodings)
+        steps = teacher_force(net, encodings, labels, None, orders)
         offsets = state_log_flow_offsets(net, encodings, None, orders) if flow == "offset" else None
         per_order = math.factorial(n)
         reference = torch.cat([log_prob_orders(net, x, labels[i], orders[i:i + per_order])

@@ -53,7 +53,7 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
         encodings = policy.encode_points(net, x.to(dtype).unsqueeze(0))
         expanded = policy.Encodings(encodings.h.expand(num_importance, -1, -1),
                                     encodings.u.expand(num_importance, -1, -1))
-        log_r = -policy.partition_energy(net, None, samples, encodings=expanded).double()
+        log_r = -policy.partition_energy(net, expanded, samples).double()
     w_r = torch.softmax(log_r - log_q.double(), 0)
     greedy, _ = decoding.greedy(net, x.to(dtype))
     map_labels, _ = dp.map_partition()

@@ -316,8 +316,8 @@ class AmortizedPartition(TorchDistribution):
         for start in range(0, labels.shape[0], chunk):
             rows = set_of_row[start : start + chunk]
             steps = policy.teacher_force(
-                self.network, None, labels[start : start + chunk], None, self._orders[rows],
-                encodings=policy.Encodings(h[rows], u[rows]),
+                self.network, policy.Encodings(h[rows], u[rows]), labels[start : start + chunk], None,
+                self._orders[rows],
             )
             out.append(policy.trajectory_log_prob(steps))
         log_q = torch.cat(out) if out else h.new_zeros(0)
