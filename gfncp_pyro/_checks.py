@@ -10,12 +10,13 @@ to do. Batched arguments are ``(B, N_max)``; functions that also accept one set 
 from __future__ import annotations
 
 import math
-
 import numbers
+from typing import TYPE_CHECKING
 
 import torch
 
-from .nn import EnergyNet
+if TYPE_CHECKING:  # annotations only: the checks sit below every other module
+    from .nn import EnergyNet
 
 __all__ = [
     "check_points",

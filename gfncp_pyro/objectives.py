@@ -209,7 +209,7 @@ class GFNCPObjective:
         """``balance="variance"``: the NLL averaged over ``balance_orders`` orders of the data
         partition plus the weighted variance of ``log q + E`` over those trajectories and
         ``balance_samples`` policy samples (module docstring), plus the gauge term."""
-        from .data import random_orders
+        from .data.sets import random_orders
 
         lengths = batch.mask.sum(1)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
