@@ -23,12 +23,16 @@ __all__ = [
     "check_encodings",
     "check_every_step",
     "check_index_tensor",
+    "check_int",
     "check_lengths",
     "check_mask",
     "check_orders",
     "check_positive_int",
     "check_step_subset",
+    "finite_float",
+    "float_in_range",
     "make_generator",
+    "positive_float",
 ]
 
 
@@ -203,11 +207,39 @@ def check_every_step(step_subset: torch.Tensor | None, name: str) -> None:
         )
 
 
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """``value`` as an ``int`` if it is an integer (not a bool) and at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
+    return int(value)
+
+
 def check_positive_int(value, name: str) -> int:
     """``value`` as an ``int`` if it is a positive integer (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def finite_float(value, name: str) -> float:
+    """``value`` as a float; ``ValueError`` naming ``name`` unless it is a finite number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def float_in_range(value, name: str, low: float, high: float, high_open: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``[low, high)`` if ``high_open``)."""
+    value = finite_float(value, name)
+    if value < low or value > high or (high_open and value == high):
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
+    return value
 
 
 def make_generator(generator) -> torch.Generator:

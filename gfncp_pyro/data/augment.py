@@ -28,27 +28,11 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from .._checks import finite_float as _finite
+from .._checks import float_in_range as _in_range
 from .._checks import make_generator
 
 __all__ = ["ImageAugment", "EmbeddingAugment", "augment_images", "augment_embeddings"]
-
-
-def _finite(value, name: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
-
-
-def _in_range(value, name: str, low: float, high: float, high_open: bool = False) -> float:
-    value = _finite(value, name)
-    if value < low or value > high or (high_open and value == high):
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must lie in [{low}, {high}{bracket}, got {value}")
-    return value
 
 
 def _interval(value, name: str, low: float, high: float) -> tuple[float, float]:

@@ -24,6 +24,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from .._checks import check_int
+
 __all__ = ["LabeledPool", "check_pool", "index_split", "parse_range", "class_split"]
 
 
@@ -174,12 +176,6 @@ def check_pool(pool, name: str = "pool") -> LabeledPool:
     return LabeledPool(points, labels.long())
 
 
-def _check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
 def index_split(pool: LabeledPool, start: int, stop: int) -> tuple[LabeledPool, LabeledPool]:
     """Split by position: ``(points[start:stop], the other points)`` with their labels.
 
@@ -194,7 +190,7 @@ def index_split(pool: LabeledPool, start: int, stop: int) -> tuple[LabeledPool, 
     """
     pool = check_pool(pool)
     n = len(pool)
-    start, stop = _check_int(start, "start"), _check_int(stop, "stop")
+    start, stop = check_int(start, "start"), check_int(stop, "stop")
     if not 0 <= start < stop <= n:
         raise ValueError(
             f"need 0 <= start < stop <= n = {n} (the pool's size), got start={start}, stop={stop}"
