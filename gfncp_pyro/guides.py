@@ -28,6 +28,9 @@ sets, and on a busy machine OpenMP's spin-waiting makes more threads several tim
 ``vectorized_importance_weights``, ``Predictive(parallel=True)``) the ``"c"`` site has batch
 shape ``(P, 1)`` and all ``P`` partitions are decoded in one pass; this needs the ``"padded"``
 or ``"collapsed"`` model (the ``"dynamic"`` one has a different number of means per particle).
+For the same reason sequential ``Predictive`` and ``EmpiricalMarginal(posterior, "mu")`` on the
+dynamic model raise a ``ValueError`` naming the padded variant (its means are
+:class:`~gfncp_pyro.models.DynamicMeans`).
 
 The guide holds its own copy of the network, registered with Pyro under the guide's unique name,
 so two guides never share parameters, and training one (SVI, CSIS, :func:`gfncp_pyro.infer.fit`)
@@ -55,7 +58,7 @@ from .distributions import AmortizedPartition
 from .distributions.provenance import with_provenance_of
 from .guide_cache import DrawCache
 from .loading import check_model, load_pretrained, network_config
-from .models import CRPMixture, dynamic_batch_error
+from .models import CRPMixture, DynamicMeansNormal, dynamic_batch_error
 from .nn import EnergyNet
 
 __all__ = ["GFNCPGuide"]
@@ -188,8 +191,8 @@ class GFNCPGuide(PyroModule):
         network = self.network  # PyroModule registers its parameters here (pyro.module)
         if not pyro.settings.get("module_local_params"):
             store = pyro.get_param_store()
-            trained = [p for p in network.parameters() if p.requires_grad]
-            if trained and store.param_name(trained[0]) is None:
+            trained = next((p for p in network.parameters() if p.requires_grad), None)
+            if trained is not None and store.param_name(trained) is None:
                 raise ValueError(
                     "Pyro's parameter store already holds other tensors under this guide's names "
                     "(a guide of the same name was created before); call pyro.clear_param_store() "
@@ -264,8 +267,9 @@ class GFNCPGuide(PyroModule):
             raise ValueError(dynamic_batch_error("GFNCPGuide", tuple(c.shape)))
         if self.model.variant != "collapsed":
             loc, scale = self._mean_posterior(x, c)
+            normal = DynamicMeansNormal if self.model.variant == "dynamic" else dist.Normal
             with pyro.plate("clusters", loc.shape[-2]):
-                latents["mu"] = pyro.sample("mu", dist.Normal(loc, scale).to_event(1))
+                latents["mu"] = pyro.sample("mu", normal(loc, scale).to_event(1))
         self._draws.end_call()
         return latents
 

@@ -26,8 +26,10 @@ so sites outside every plate get a dimension of size 1 in the padded model)::
     collapsed   c (N,)           x (N, D)     c (S, N)                   x (S, N, D)
 
 ``Predictive`` and ``EmpiricalMarginal(posterior, "mu")`` stack the values of many traces, so
-they need the padded (or collapsed) variant; inside a vectorised plate the dynamic variant
-raises a ``ValueError`` naming them, and ``Predictive`` on it fails in ``torch.stack``.
+they need the padded (or collapsed) variant: with the dynamic variant, stacking means of
+different ``K`` raises a ``ValueError`` that names the padded variant (its ``"mu"`` values are
+:class:`DynamicMeans`, plain tensors otherwise), and inside a vectorised plate (``parallel=True``)
+the model and the guide raise one too.
 
 Conditioning follows Pyro's conventions: ``model(x)``, ``model(observations={"x": x})`` (as
 ``pyro.infer.CSIS`` calls it), ``model(num_points=N)`` to generate, and ``model(x,
@@ -55,10 +57,12 @@ import torch
 
 from ._checks import positive_float
 from .distributions import ChineseRestaurantProcess, GaussianMixtureMarginal, sample_crp_labels
+from .distributions.provenance import with_provenance_of
 from .likelihoods import IsotropicGaussian
 from .partitions import PAD_LABEL, lengths_to_mask
 
-__all__ = ["CRPMixture", "MixtureBatch", "Variant", "dynamic_batch_error", "mog2d"]
+__all__ = ["CRPMixture", "DynamicMeans", "DynamicMeansNormal", "MixtureBatch", "Variant", "dynamic_batch_error",
+           "dynamic_stack_error", "mog2d"]
 
 Variant = Literal["dynamic", "padded", "collapsed"]
 
@@ -72,6 +76,62 @@ def dynamic_batch_error(who: str, shape: tuple) -> str:
         "partition and cannot be batched; use CRPMixture(..., variant='padded') (mu of shape "
         "(N, D)) or variant='collapsed' (no mu), or run the particles sequentially"
     )
+
+
+def dynamic_stack_error(shapes) -> str:
+    """The message of the error raised when means of the dynamic variant of different sizes are
+    stacked (``pyro.infer.Predictive``, ``EmpiricalMarginal(posterior, "mu")``)."""
+    return (
+        f"cannot stack the cluster means 'mu' of the 'dynamic' CRPMixture: their shapes {shapes} "
+        "differ, because each trace has its own number of clusters K (Predictive and "
+        "EmpiricalMarginal stack the values of many traces). Use CRPMixture(..., variant='padded') "
+        "(mu of shape (N, D) in every trace) or variant='collapsed' (no mu), e.g. "
+        "model.with_variant('padded') with GFNCPGuide(model.with_variant('padded'), network)"
+    )
+
+
+def _plain(value):
+    """``value`` with every :class:`DynamicMeans` in it (also in lists, tuples, dicts) a plain tensor."""
+    if isinstance(value, DynamicMeans):
+        return value.as_subclass(torch.Tensor)
+    if type(value) in (list, tuple):
+        return type(value)(_plain(v) for v in value)
+    if type(value) is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class DynamicMeans(torch.Tensor):
+    """The value of the dynamic variant's ``"mu"`` site ``(K, D)``: a plain tensor (every
+    operation on it returns a plain ``torch.Tensor``), except that stacking means of different
+    ``K`` raises a ``ValueError`` that names the padded variant instead of torch's ``stack
+    expects each tensor to be equal size``."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = {} if kwargs is None else kwargs
+        if func is torch.stack:
+            tensors = args[0] if args else kwargs.get("tensors", ())
+            shapes = sorted({tuple(t.shape) for t in tensors})
+            if len(shapes) > 1:
+                raise ValueError(dynamic_stack_error(shapes))
+        return func(*_plain(args), **_plain(kwargs))
+
+
+class DynamicMeansNormal(dist.Normal):
+    """``Normal`` whose samples are :class:`DynamicMeans` (the dynamic variant's ``"mu"``).
+
+    Pyro's provenance (``TraceGraph_ELBO``) on a sample is kept."""
+
+    def sample(self, sample_shape=torch.Size()):
+        return with_provenance_of(super().sample(sample_shape), _as_dynamic_means)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return with_provenance_of(super().rsample(sample_shape), _as_dynamic_means)
+
+
+def _as_dynamic_means(value: torch.Tensor) -> torch.Tensor:
+    return value.as_subclass(DynamicMeans)
 
 
 def _means_of_points(mu: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -217,8 +277,9 @@ class CRPMixture:
             raise ValueError(dynamic_batch_error("CRPMixture", tuple(c.shape)))
         num_slots = num_points if self.variant == "padded" else int(c.max()) + 1
         zero = torch.zeros(self.dim, dtype=dtype, device=device)
+        prior = DynamicMeansNormal if self.variant == "dynamic" else dist.Normal
         with pyro.plate("clusters", num_slots):
-            mu = pyro.sample("mu", dist.Normal(zero, self.sigma_mu).to_event(1))
+            mu = pyro.sample("mu", prior(zero, self.sigma_mu).to_event(1))
         with pyro.plate("points", num_points):
             return pyro.sample("x", dist.Normal(_means_of_points(mu, c), self.sigma_x).to_event(1),
                                obs=observed)
