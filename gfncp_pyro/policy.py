@@ -253,6 +253,22 @@ def _needed_energies(layout: _Layout, subset: torch.Tensor | None, parent_candid
     return (layout.candidates & steps_needed.unsqueeze(-1)) | (layout.taken & parent.unsqueeze(-1))
 
 
+ROW_BLOCK = 4096
+"""Rows per block of the MLP chains of :func:`teacher_force`: the per-layer temporaries of a block
+(``ROW_BLOCK x hidden`` floats, 2 MiB at width 128) stay cache-sized and are reused by the
+allocator instead of page-faulting in as fresh multi-hundred-MiB tensors (measured at batch 64,
+N = 100: 1.4-1.6 s per trajectory instead of 1.9-3.8 s, forward and backward, one thread)."""
+
+
+def _in_row_blocks(mlp, rows: torch.Tensor) -> torch.Tensor:
+    """``mlp(rows)`` computed on blocks of ``ROW_BLOCK`` rows and concatenated (one call when it
+    fits). Only the MLP chain is blocked: the rows are gathered once, since the backward pass of
+    a gather per block would allocate a zero gradient of the whole source per block."""
+    if rows.shape[0] <= ROW_BLOCK:
+        return mlp(rows)
+    return torch.cat([mlp(block) for block in rows.split(ROW_BLOCK)])
+
+
 def _candidate_projections(heads, h: torch.Tensor, layout: _Layout, mask: torch.Tensor, rows_of,
                            bf16: bool) -> torch.Tensor:
     """``W_G g(H_k^{(t)} + h_t)`` for each ``(b, t, k)`` of ``rows_of``, ``(rows, hidden)``.
@@ -277,7 +293,7 @@ def _candidate_projections(heads, h: torch.Tensor, layout: _Layout, mask: torch.
     rows = (sums.reshape(-1, width_in).index_select(0, b * (n_max + 1) + seen)
             + point.reshape(-1, width_in).index_select(0, b * n_max + t))
     with _autocast(h.device, bf16):
-        return heads.project_mapped(rows).to(dtype)
+        return _in_row_blocks(heads.project_mapped, rows).to(dtype)
 
 
 def _state_offsets(net: EnergyNet, heads, u: torch.Tensor, layout: _Layout, mask: torch.Tensor,
@@ -311,7 +327,7 @@ def _energies(heads, offset: torch.Tensor, proj_seen: torch.Tensor, proj: torch.
     pre = (offset.reshape(-1, hidden).index_select(0, b * n_max + t)
            - proj_seen.reshape(-1, hidden).index_select(0, b * (n_max + 1) + seen) + proj)
     with _autocast(proj.device, bf16):
-        values = heads.energy(pre).to(proj.dtype)
+        values = _in_row_blocks(heads.energy, pre).to(proj.dtype)
     energies = torch.full(needed.shape, math.inf, dtype=proj.dtype, device=proj.device)
     return energies.masked_scatter(needed, values)
 
