@@ -29,7 +29,7 @@ _EXPORTS = {
     "MHResult": "gfncp_pyro.infer",
     "ModelMismatchError": "gfncp_pyro.loading",
     "PartitionTable": "gfncp_pyro.infer",
-    "co_clustering": "gfncp_pyro.infer",
+    "co_clustering": "gfncp_pyro.metrics",
     "collapsed_log_joint": "gfncp_pyro.infer",
     "exact_posterior": "gfncp_pyro.exact",
     "fit": "gfncp_pyro.infer",
@@ -40,7 +40,7 @@ _EXPORTS = {
     "model_for": "gfncp_pyro.loading",
     "posterior_table": "gfncp_pyro.infer",
     "subset_posterior": "gfncp_pyro.subset_dp",
-    "total_variation": "gfncp_pyro.infer",
+    "total_variation": "gfncp_pyro.metrics",
     # ---- MCMC (gfncp_pyro.mcmc, the Gibbs sampler): its public names go here, e.g.
     # "gibbs": "gfncp_pyro.mcmc",   (keep __all__ below in sync)
 }

@@ -23,7 +23,8 @@ import torch
 from .exact import exact_posterior
 from .models import CRPMixture
 from .nn import EnergyNet
-from .tabulate import divergences, entropy, log_normalise, policy_log_q, reward_log_p
+from .metrics import divergences, entropy
+from .tabulate import log_normalise, policy_log_q, reward_log_p
 
 __all__ = ["PANEL_SEED", "FidelityPanel"]
 

@@ -40,6 +40,7 @@ import torch
 
 from .distributions import ChineseRestaurantProcess
 from .guides import GFNCPGuide
+from .metrics import _check_labels, _normalised_log_weights, co_clustering, total_variation  # re-exported
 from .models import CRPMixture
 
 __all__ = [
@@ -83,10 +84,6 @@ def warn_if_low_ess(ess: float, num_samples: int, what: str = "importance sampli
         LowESSWarning, stacklevel=3,
     )
     return True
-
-
-_CO_CLUSTERING_ELEMENTS = 2**24
-"""Bound on the ``(chunk, N, K)`` one-hot block of :func:`co_clustering`."""
 
 
 class ImportanceResult(NamedTuple):
@@ -134,29 +131,6 @@ def _check_count(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _check_labels(labels) -> torch.Tensor:
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.ndim != 2:
-        got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
-               else type(labels).__name__)
-        raise ValueError(f"labels must be an integer tensor (S, N) of canonical labels, got {got}")
-    if labels.shape[0] == 0 or labels.shape[1] == 0:
-        raise ValueError(f"labels has shape {tuple(labels.shape)}; need S >= 1 samples of N >= 1 points")
-    return labels.long()
-
-
-def _normalised_log_weights(labels: torch.Tensor, log_weights) -> torch.Tensor:
-    if log_weights is None:
-        return torch.full(labels.shape[:1], -math.log(labels.shape[0]), dtype=torch.get_default_dtype(),
-                          device=labels.device)
-    if not isinstance(log_weights, torch.Tensor) or log_weights.shape != labels.shape[:1]:
-        raise ValueError(f"log_weights must be a tensor of shape ({labels.shape[0]},), one per sample")
-    if bool(torch.isnan(log_weights).any()) or not bool((log_weights < math.inf).all()):
-        raise ValueError("log_weights must not contain NaN or +inf")
-    if not bool(torch.isfinite(log_weights).any()):
-        raise ValueError("every log weight is -inf: no sample has positive weight")
-    return log_weights - torch.logsumexp(log_weights, 0)
 
 
 def _check_guide(guide) -> GFNCPGuide:
@@ -311,54 +285,6 @@ def posterior_table(labels: torch.Tensor, log_weights: torch.Tensor | None = Non
     log_probs = torch.log(summed) + peak
     order = torch.argsort(log_probs, descending=True)
     return PartitionTable(unique[order], log_probs[order])
-
-
-def total_variation(p: PartitionTable, q: PartitionTable) -> float:
-    """``sum_c |p(c) - q(c)| / 2`` between two distributions over partitions of ``N`` points.
-
-    :param p: a :class:`PartitionTable` (or anything with ``labels (U, N)`` and ``log_probs``,
-        e.g. :class:`~gfncp_pyro.exact.ExactPosterior` as ``PartitionTable(e.labels,
-        e.log_posterior)``).
-    :param q: the same for the other distribution.
-    """
-    if p.labels.shape[-1] != q.labels.shape[-1]:
-        raise ValueError(
-            f"partitions of {p.labels.shape[-1]} and {q.labels.shape[-1]} points cannot be compared"
-        )
-    both = torch.cat([p.labels.long(), q.labels.long().to(p.labels.device)])
-    _, inverse = torch.unique(both, dim=0, return_inverse=True)
-    size = int(inverse.max()) + 1
-    dtype = torch.promote_types(p.log_probs.dtype, q.log_probs.dtype)
-    first = torch.zeros(size, dtype=dtype, device=both.device)
-    first = first.index_add(0, inverse[: p.labels.shape[0]], p.log_probs.to(dtype).exp())
-    second = torch.zeros_like(first).index_add(
-        0, inverse[p.labels.shape[0]:], q.log_probs.to(dtype=dtype, device=both.device).exp()
-    )
-    return float(0.5 * (first - second).abs().sum())
-
-
-def co_clustering(labels: torch.Tensor, log_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Posterior co-clustering matrix: ``P(c_i = c_j)`` under the weighted samples.
-
-    ``M = sum_s wbar_s A_s A_s^T`` with ``A_s`` the one-hot ``(N, K)`` assignment matrix of
-    sample ``s``; computed in chunks of samples with bounded memory, no loop over points.
-
-    :param torch.Tensor labels: canonical labels ``(S, N)``.
-    :param torch.Tensor log_weights: unnormalised ``(S,)`` (default: equal weights).
-    :returns: symmetric ``(N, N)`` with ones on the diagonal, in the weights' dtype (default
-        dtype without weights).
-    """
-    labels = _check_labels(labels)
-    weights = torch.exp(_normalised_log_weights(labels, log_weights))
-    samples, n = labels.shape
-    width = int(labels.max()) + 1
-    chunk = max(1, _CO_CLUSTERING_ELEMENTS // (n * width))
-    total = torch.zeros(n, n, dtype=weights.dtype, device=labels.device)
-    for start in range(0, samples, chunk):
-        onehot = torch.nn.functional.one_hot(labels[start : start + chunk], width).to(weights.dtype)
-        weighted = onehot * weights[start : start + chunk, None, None]
-        total = total + torch.einsum("snk,smk->nm", weighted, onehot)
-    return total
 
 
 def map_partition(result: ImportanceResult | MHResult) -> tuple[torch.Tensor, torch.Tensor]:

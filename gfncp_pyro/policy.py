@@ -72,7 +72,6 @@ from .partitions import canonicalize, check_canonical
 __all__ = [
     "StepEnergies",
     "Encodings",
-    "SDPPResult",
     "encode_points",
     "random_step_subset",
     "teacher_force",
@@ -83,7 +82,6 @@ __all__ = [
     "trajectory_log_prob",
     "log_prob",
     "log_prob_orders",
-    "sdpp",
 ]
 
 MAX_CHUNK_ELEMENTS = 2**21
@@ -126,19 +124,6 @@ class Encodings(NamedTuple):
 
     h: torch.Tensor
     u: torch.Tensor
-
-
-class SDPPResult(NamedTuple):
-    """Eq. (32) in [1] and what it was computed from.
-
-    :ivar value: scalar, std / mean of ``p(c_rho | x_rho)`` over the orders.
-    :ivar log_probs: ``(R,)`` log-probabilities of the partition along each order.
-    :ivar orders: ``(R, N)`` the orders.
-    """
-
-    value: torch.Tensor
-    log_probs: torch.Tensor
-    orders: torch.Tensor
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -557,37 +542,3 @@ def log_prob_orders(
         steps = teacher_force(net, enc, labels.expand(r, -1), None, chunk, bf16=bf16)
         out.append(trajectory_log_prob(steps))
     return torch.cat(out)
-
-
-def sdpp(
-    net: EnergyNet,
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    num_orders: int = 500,
-    generator: torch.Generator | int | None = None,
-    *,
-    chunk_size: int | None = None,
-    bf16: bool = False,
-) -> SDPPResult:
-    """SDPP (Eq. 32 in [1]): std / mean of ``p(c_rho | x_rho)`` over random orders ``rho``.
-
-    Computed in log space, so it does not underflow for large ``N``: with ``w = exp(l - max l)``,
-    SDPP ``= std(w) / mean(w)`` (population std, ``ddof = 0``).
-
-    :param torch.Tensor x: one set ``(N, *point_shape)``.
-    :param torch.Tensor labels: ``(N,)`` canonical labels (the ground truth in [1]).
-    :param int num_orders: number of uniformly random orders (500 in [1]).
-    :param generator: a ``torch.Generator``, an integer seed (a CPU generator) or ``None``
-        (torch's global RNG: ``pyro.set_rng_seed`` controls it).
-    :returns: :class:`SDPPResult`.
-    """
-    num_orders = check_positive_int(num_orders, "num_orders")
-    generator = make_generator(generator)
-    if not isinstance(x, torch.Tensor) or x.ndim < 1:
-        raise ValueError("x must be one set (N, *point_shape)")
-    keys = torch.rand((num_orders, x.shape[0]), generator=generator, device=generator.device)
-    orders = keys.argsort(1).to(x.device)
-    log_probs = log_prob_orders(net, x, labels, orders, chunk_size=chunk_size, bf16=bf16)
-    weights = torch.exp(log_probs - log_probs.max())
-    value = weights.std(correction=0) / weights.mean()
-    return SDPPResult(value, log_probs, orders)

@@ -22,7 +22,7 @@ from torch import nn
 from .nn import EnergyNet
 from .partitions import enumerate_partitions
 
-__all__ = ["partition_codes", "policy_log_q", "reward_log_p", "log_normalise", "divergences", "entropy"]
+__all__ = ["partition_codes", "policy_log_q", "reward_log_p", "log_normalise"]
 
 _CHUNK_ROWS = 2**16  # states per f evaluation in _state_energies
 
@@ -155,25 +155,3 @@ def reward_log_p(net: EnergyNet, x: torch.Tensor, labels: torch.Tensor) -> torch
         project_g, project_u = _subset_tables(net, x.to(dtype))
         energy = _state_energies(net.fused_heads(), project_g, project_u, labels.long(), 1 << torch.arange(n), 0)
     return log_normalise(-energy)
-
-
-def divergences(log_p: torch.Tensor, log_q: torch.Tensor) -> dict[str, float]:
-    """TV, KL(p||q), KL(q||p), Jensen-Shannon (nats) between two distributions on the same support."""
-    p, q = log_p.exp(), log_q.exp()
-    log_m = torch.logaddexp(log_p, log_q) - math.log(2)
-
-    def kl(a, log_a, log_b) -> float:  # sum a log(a/b), with 0 log 0 = 0
-        return float(torch.where(a > 0, a * (log_a - log_b), 0.0).sum())
-
-    return {
-        "tv": float(0.5 * (p - q).abs().sum()),
-        "kl_pq": kl(p, log_p, log_q),
-        "kl_qp": kl(q, log_q, log_p),
-        "js": 0.5 * kl(p, log_p, log_m) + 0.5 * kl(q, log_q, log_m),
-    }
-
-
-def entropy(log_p: torch.Tensor) -> float:
-    """Entropy in nats of a distribution given as logs (``0 log 0 = 0``)."""
-    p = log_p.exp()
-    return float(-torch.where(p > 0, p * log_p, 0.0).sum())

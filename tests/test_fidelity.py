@@ -7,7 +7,7 @@ import torch
 
 import reference as ref
 from gfncp_pyro.fidelity import PANEL_SEED, FidelityPanel
-from gfncp_pyro.tabulate import divergences, entropy
+from gfncp_pyro.metrics import divergences, entropy
 from gfncp_pyro.models import CRPMixture
 from validation.compare import compare_one
 

@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gfncp_pyro import losses, policy
+from gfncp_pyro import losses, metrics, policy
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.partitions import canonicalize
@@ -76,7 +76,7 @@ def _shipped_sdpp(objective: str, seed: int, orders: int = 100) -> float:
     exact = exact_posterior(x, 1.0, likelihood=mixture.likelihood)
     map_labels = exact.labels[int(exact.log_posterior.argmax())]
     with torch.no_grad():
-        return float(policy.sdpp(net, x.float(), map_labels, orders, generator=seed).value)
+        return float(metrics.sdpp(net, x.float(), map_labels, orders, generator=seed).value)
 
 
 def _report_sdpp() -> list[float]:

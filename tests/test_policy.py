@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
+from gfncp_pyro.metrics import sdpp
 from gfncp_pyro.partitions import PAD_LABEL, bell_number, enumerate_partitions
 from gfncp_pyro.policy import (
     StepEnergies,
@@ -16,7 +17,6 @@ from gfncp_pyro.policy import (
     log_prob,
     log_prob_orders,
     partition_energy,
-    sdpp,
     step_log_probs,
     teacher_force,
 )

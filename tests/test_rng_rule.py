@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import reference as ref
-from gfncp_pyro import decoding, policy
+from gfncp_pyro import decoding, metrics, policy
 from gfncp_pyro._checks import make_generator
 from gfncp_pyro.distributions import AmortizedPartition, ChineseRestaurantProcess
 from gfncp_pyro.guides import GFNCPGuide
@@ -29,7 +29,7 @@ def _decode():
 
 
 def _sdpp():
-    return policy.sdpp(NET, X, torch.tensor([0, 0, 1, 1, 2, 2]), 20).orders
+    return metrics.sdpp(NET, X, torch.tensor([0, 0, 1, 1, 2, 2]), 20).orders
 
 
 def _step_subset():
@@ -53,7 +53,7 @@ def _gibbs():
     return collapsed_gibbs(X, 1.0, 4.0, 1.0, num_chains=4, num_samples=5, burn_in=2).labels
 
 
-DRAWS = {"crp": _crp, "decoding.sample": _decode, "policy.sdpp": _sdpp, "random_step_subset": _step_subset,
+DRAWS = {"crp": _crp, "decoding.sample": _decode, "metrics.sdpp": _sdpp, "random_step_subset": _step_subset,
          "AmortizedPartition": _amortized, "GFNCPGuide": _guide, "infer.importance": _importance,
          "collapsed_gibbs": _gibbs}
 

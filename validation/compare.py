@@ -21,7 +21,8 @@ import torch
 from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.exact import ExactPosterior
 from gfncp_pyro.nn import EnergyNet
-from gfncp_pyro.tabulate import divergences, entropy, log_normalise, partition_codes, policy_log_q, reward_log_p
+from gfncp_pyro.metrics import divergences, entropy, sdpp
+from gfncp_pyro.tabulate import log_normalise, partition_codes, policy_log_q, reward_log_p
 
 __all__ = ["partition_codes", "policy_log_q", "reward_log_p", "divergences", "compare_one"]
 
@@ -54,7 +55,7 @@ def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_lab
     out["p_mass_on_top10"] = float(log_p[top10].exp().sum())
     dtype = next(net.parameters()).dtype
     with torch.no_grad():
-        result = policy.sdpp(net, x.to(dtype), exact.labels[p_map], sdpp_orders,
+        result = sdpp(net, x.to(dtype), exact.labels[p_map], sdpp_orders,
                              generator=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         out["sdpp_map"] = float(result.value)
         steps = policy.teacher_force(net, x.to(dtype)[None], true_labels[None])

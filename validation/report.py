@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gfncp_pyro import decoding, policy
+from gfncp_pyro import decoding, metrics, policy
 from gfncp_pyro.cli import UserError
 from gfncp_pyro.config import preset
 from gfncp_pyro.distributions import ChineseRestaurantProcess
@@ -58,7 +58,7 @@ def compare_dp(net, x: torch.Tensor, dp, mixture: CRPMixture, num_importance: in
     greedy, _ = decoding.greedy(net, x.to(dtype))
     map_labels, _ = dp.map_partition()
     with torch.no_grad():
-        sdpp = policy.sdpp(net, x.to(dtype), map_labels, sdpp_orders,
+        sdpp = metrics.sdpp(net, x.to(dtype), map_labels, sdpp_orders,
                            generator=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
     return {
         "coclustering_mae": float((same.mean(0) - exact_cc)[off].abs().mean()),
