@@ -32,12 +32,14 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import torch
 
 from ._checks import positive_float
+from .likelihoods import IsotropicGaussian  # at import: a lazy import would cost the first call ~3 ms
 from .partitions import MAX_ENUMERATION_N, bell_number, enumerate_partitions
 
 __all__ = ["ExactPosterior", "exact_posterior", "subset_log_joint_table", "make_likelihood"]
@@ -74,8 +76,6 @@ def make_likelihood(likelihood, sigma_mu, sigma_x, dim):
     """The likelihood object to use: ``likelihood`` if given, else an isotropic Gaussian."""
     if likelihood is not None:
         return likelihood
-    from .likelihoods import IsotropicGaussian
-
     return IsotropicGaussian(sigma_mu=sigma_mu, sigma_x=sigma_x, dim=dim)
 
 
@@ -96,6 +96,15 @@ def _check_x(x) -> torch.Tensor:
     return x.double()
 
 
+@functools.lru_cache(maxsize=8)
+def _size_terms(n: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|S|`` and ``lgamma(max(|S|, 1))`` of every subset ``(2^N,)`` float64 (cached for
+    ``N <= 16``)."""
+    subsets = torch.arange(1 << n, device=device)
+    sizes = ((subsets.unsqueeze(-1) >> torch.arange(n, device=device)) & 1).sum(-1).double()
+    return sizes, torch.lgamma(sizes.clamp(min=1))
+
+
 def subset_log_joint_table(x: torch.Tensor, alpha: float, likelihood) -> torch.Tensor:
     """Block scores ``T[S] = log alpha + lgamma(|S|) + log p(x_S)`` for all ``2^N`` subsets.
 
@@ -111,9 +120,9 @@ def subset_log_joint_table(x: torch.Tensor, alpha: float, likelihood) -> torch.T
     n = x.shape[0]
     x_std, standard, log_unit = likelihood.standardise(x)
     table = standard.subset_log_marginals(x_std).double()
-    subsets = torch.arange(1 << n, device=x.device)
-    sizes = ((subsets.unsqueeze(-1) >> torch.arange(n, device=x.device)) & 1).sum(-1).double()
-    table = table - log_unit * sizes + math.log(alpha) + torch.lgamma(sizes.clamp(min=1))
+    terms = _size_terms if n <= 16 else _size_terms.__wrapped__  # keep at most ~1 MiB per N
+    sizes, log_gamma = terms(n, str(x.device))
+    table = table - log_unit * sizes + math.log(alpha) + log_gamma
     table[0] = 0.0
     if not bool(torch.isfinite(table).all()):
         raise ValueError("the block scores log p(x_S) are not finite for these points and hyper-parameters; "
@@ -142,32 +151,65 @@ def _block_masks(labels: torch.Tensor, width: int, first_bit: int) -> torch.Tens
     return torch.zeros(labels.shape[0], width, dtype=torch.long).scatter_add_(1, labels, bits)
 
 
-def _enumerate_log_joint(table: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All partitions (lexicographic) and ``sum_k T[S_k]`` of each, by prefix and suffix."""
+_SMALL_N = 9
+"""Up to this N the whole enumeration plan (labels and block masks, at most Bell(9) = 21,147
+rows) is kept between calls."""
+
+
+class _Plan(NamedTuple):
+    """What enumeration needs that depends on ``N`` only (cached by :func:`_plan`)."""
+
+    prefix_len: int
+    prefixes: torch.Tensor  # (Bell(p), p)
+    k_prefix: list  # open clusters of each prefix
+    prefix_masks: torch.Tensor  # (Bell(p), p)
+    conts: dict  # K -> continuations (count, suffix)
+    heads: dict  # K -> bitmasks of the suffix points joining the prefix's K blocks (count, K)
+    tail_masks: dict  # K -> bitmasks of the blocks opened in the suffix (count, suffix)
+    labels: torch.Tensor | None  # N <= _SMALL_N: all partitions (B_N, N)
+    masks: torch.Tensor | None  # N <= _SMALL_N: their block bitmasks (B_N, N)
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(n: int) -> _Plan:
+    if n <= _SMALL_N:
+        labels = enumerate_partitions(n)
+        return _Plan(n, labels, [], labels, {}, {}, {}, labels, _block_masks(labels, n, 0))
     suffix = min(n - 1, _SUFFIX)
     p = n - suffix
     prefixes = enumerate_partitions(p)
     k_prefix = (prefixes.max(1).values + 1).tolist()
     prefix_masks = _block_masks(prefixes, p, 0)
-    tails, heads, conts = {}, {}, {}
+    conts, heads, tail_masks = {}, {}, {}
     for k in sorted(set(k_prefix)):
         conts[k] = _continuations(k, suffix)
         masks = _block_masks(conts[k], k + suffix, p)
-        heads[k] = masks[:, :k].contiguous()  # suffix points joining the prefix's blocks
-        tails[k] = table[masks[:, k:]].sum(1)  # blocks opened in the suffix: prefix-free
+        heads[k] = masks[:, :k].contiguous()
+        tail_masks[k] = masks[:, k:].contiguous()
+    return _Plan(p, prefixes, k_prefix, prefix_masks, conts, heads, tail_masks, None, None)
+
+
+def _enumerate_log_joint(table: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All partitions (lexicographic) and ``sum_k T[S_k]`` of each, by prefix and suffix."""
+    plan = _plan(n)
+    if plan.labels is not None:  # small N: two tensor operations
+        return plan.labels.clone(), table.index_select(0, plan.masks.view(-1)).view(plan.masks.shape).sum(1)
+    p = plan.prefix_len
+    tails = {k: table[m].sum(1) for k, m in plan.tail_masks.items()}  # prefix-free blocks
     total = bell_number(n)
     labels = torch.empty((total, n), dtype=torch.long)
     log_joint = torch.empty(total, dtype=torch.float64)
-    width = max(heads[k].numel() for k in heads)
+    width = max(h.numel() for h in plan.heads.values())
     index_buf = torch.empty(width, dtype=torch.long)
     value_buf = torch.empty(width, dtype=torch.float64)
     row = 0
-    for j, k in enumerate(k_prefix):
-        count = conts[k].shape[0]
+    for j, k in enumerate(plan.k_prefix):
+        conts, heads = plan.conts[k], plan.heads[k]
+        count = conts.shape[0]
         rows = slice(row, row + count)
-        labels[rows, :p] = prefixes[j]
-        labels[rows, p:] = conts[k]
-        index = torch.bitwise_or(heads[k], prefix_masks[j, :k], out=index_buf[: count * k].view(count, k))
+        labels[rows, :p] = plan.prefixes[j]
+        labels[rows, p:] = conts
+        index = torch.bitwise_or(heads, plan.prefix_masks[j, :k], out=index_buf[: count * k].view(count, k))
         values = torch.index_select(table, 0, index.view(-1), out=value_buf[: count * k]).view(count, k)
         torch.sum(values, 1, out=log_joint[rows])
         log_joint[rows] += tails[k]

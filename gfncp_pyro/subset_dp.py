@@ -27,6 +27,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -78,7 +79,8 @@ class SubsetPosterior(NamedTuple):
         """``P(c_i = c_j | x)`` ``(N, N)``: the sum of block probabilities over blocks holding both."""
         n = self.num_points
         prob = self.log_block_probabilities().exp()
-        member = _bit_matrix(self.table.numel(), n, self.table.device).double()  # (2^N, N)
+        members = _members_matrix if n <= 16 else _members_matrix.__wrapped__  # cache <= 8 MiB each
+        member = members(n, str(self.table.device))  # (2^N, N) float64
         return member.T @ (prob.unsqueeze(-1) * member)
 
     def map_partition(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +130,13 @@ def _bit_matrix(size: int, n: int, device) -> torch.Tensor:
     return (subsets.unsqueeze(-1) >> torch.arange(n, device=device)) & 1
 
 
+@functools.lru_cache(maxsize=4)
+def _members_matrix(n: int, device: str) -> torch.Tensor:
+    """Membership of point ``i`` in subset ``s`` ``(2^N, N)`` float64 (cached for ``N <= 16``,
+    read-only)."""
+    return _bit_matrix(1 << n, n, device).double()
+
+
 def _submasks(mask: int) -> torch.Tensor:
     """All submasks of ``mask`` (including 0 and ``mask``) as a tensor."""
     bits = [1 << i for i in range(mask.bit_length()) if mask >> i & 1]
@@ -169,10 +178,59 @@ def _level(table, log_z, log_max, best_block, low: int, n: int) -> None:
             rest = sp.unsqueeze(-1) - r  # S' minus R
             head = table[r + low_bit]
             targets = sp + low_bit
-            log_z[targets] = torch.logsumexp(head + log_z[rest], 1)
+            log_z[targets] = _logsumexp_rows(head + log_z[rest])
             best, arg = torch.max(head + log_max[rest], 1)
             log_max[targets] = best
             best_block[targets] = r.gather(1, arg.unsqueeze(-1)).squeeze(-1) + low_bit
+
+
+_PADDED_BITS = 8
+"""Levels with ``m = N - 1 - low <= _PADDED_BITS`` run as one padded ``(2^m, 2^m)`` block."""
+
+
+@functools.lru_cache(maxsize=None)
+def _padded_level(m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index tensors of a small level of ``m`` free bits, in local bit positions (cached: they
+    depend on ``m`` only, so repeated DPs and small ``N`` pay no set-up).
+
+    Row ``i`` is ``S'``, column ``j`` is ``R``, a submask of ``S'`` where ``j & ~i == 0``; the
+    other columns point at ``R = empty`` and get ``-inf``.
+
+    :returns: ``heads (2^m * 2^m,)`` (``R``), ``rests (2^m * 2^m,)`` (``S' minus R``), both
+        flat, and ``pad (2^m, 2^m)`` float64 (0 or ``-inf``).
+    """
+    i = torch.arange(1 << m).unsqueeze(-1)
+    j = torch.arange(1 << m).unsqueeze(0)
+    inside = (j & ~i) == 0
+    r = torch.where(inside, j, 0)
+    pad = torch.zeros(inside.shape, dtype=torch.float64).masked_fill_(~inside, -math.inf)
+    return r.reshape(-1), (i - r).reshape(-1), pad
+
+
+def _logsumexp_rows(values: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-sum-exp of ``values`` ``(rows, cols)``, overwriting it. Every row holds a
+    finite entry here (the term ``R = empty``), so shifting by the row maximum is safe; five
+    in-place kernels instead of ``torch.logsumexp``'s general (and, for small rows, slower)
+    path."""
+    top = values.amax(1, keepdim=True)
+    return values.sub_(top).exp_().sum(1).log_().add_(top.squeeze(1))
+
+
+def _padded(table, log_z, log_max, best_block, low: int, n: int) -> None:
+    """:func:`_level` for a small level: one padded block, a handful of tensor operations.
+
+    The subsets of this level and the ones it reads are every ``2^(low+1)``-th entry of the
+    tables (from ``2^low`` for ``{low} u R``, from 0 for ``S' minus R``), so strided views turn
+    the local indices of :func:`_padded_level` into global ones for free.
+    """
+    m, low_bit, step = n - 1 - low, 1 << low, 1 << (low + 1)
+    heads, rests, pad = _padded_level(m)
+    shape = pad.shape
+    head = table[low_bit::step].index_select(0, heads).view(shape).add_(pad)
+    log_z[low_bit::step] = _logsumexp_rows(log_z[::step].index_select(0, rests).view(shape).add_(head))
+    best, arg = torch.max(log_max[::step].index_select(0, rests).view(shape).add_(head), 1)
+    log_max[low_bit::step] = best
+    best_block[low_bit::step] = heads.view(shape).gather(1, arg.unsqueeze(-1)).squeeze(-1).mul_(step).add_(low_bit)
 
 
 def subset_posterior(
@@ -203,7 +261,7 @@ def subset_posterior(
     best_block = torch.zeros(size, dtype=torch.long)
     log_z[0] = log_max[0] = 0.0
     for low in range(n - 1, -1, -1):
-        _level(table, log_z, log_max, best_block, low, n)
+        (_padded if n - 1 - low <= _PADDED_BITS else _level)(table, log_z, log_max, best_block, low, n)
     return SubsetPosterior(
         table=table,
         log_z=log_z,

@@ -78,3 +78,19 @@ def test_dp_bad_input():
         subset_posterior(torch.zeros(21, 2), alpha=1.0)
     with pytest.raises(ValueError, match="alpha"):
         subset_posterior(torch.zeros(3, 2), alpha=0.0)
+
+
+def test_padded_small_levels_match_the_grouped_levels(monkeypatch):
+    """The padded block of the small levels and the size-grouped rows give the same tables."""
+    from gfncp_pyro import subset_dp
+
+    x = _data(11, 4)
+    padded = subset_posterior(x, alpha=1.3, sigma_mu=4.0)
+    monkeypatch.setattr(subset_dp, "_PADDED_BITS", -1)
+    grouped = subset_posterior(x, alpha=1.3, sigma_mu=4.0)
+    for a, b in ((padded.log_z, grouped.log_z), (padded.log_max, grouped.log_max)):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0)
+    assert torch.equal(padded.map_partition()[0], grouped.map_partition()[0])
+    monkeypatch.setattr(subset_dp, "_PADDED_BITS", 20)
+    everything = subset_posterior(x, alpha=1.3, sigma_mu=4.0)
+    assert torch.allclose(everything.log_z, grouped.log_z, atol=1e-9, rtol=0)
