@@ -237,6 +237,7 @@ def test_state_growth_and_lazy_width_sync(monkeypatch):
     x = points(24, 5, batch=2)
     reference = sample(net, x, num_samples=3, generator=5)
     monkeypatch.setattr(decoding, "_INITIAL_CAPACITY", 1)
+    monkeypatch.setattr(decoding, "FUSED", False)  # the lazy syncs live in the plain path's state
     init = decoding._ClusterState.__init__
 
     def lazy_init(self, *args, **kwargs):
@@ -447,3 +448,75 @@ def test_precomputed_encodings_skip_encoding_and_change_nothing(monkeypatch):
         sample(net, x, encodings=(encodings.h[:, :5], encodings.u))
     with pytest.raises(ValueError, match="encodings are"):
         greedy(net, x, encodings=(encodings.h.float(), encodings.u.float()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused CPU path against the plain path: identical labels and log-probabilities
+# ---------------------------------------------------------------------------------------------
+
+
+def _both_paths(monkeypatch, call):
+    monkeypatch.setattr(decoding, "FUSED", True)
+    fused = call()
+    monkeypatch.setattr(decoding, "FUSED", False)
+    plain = call()
+    monkeypatch.setattr(decoding, "FUSED", True)
+    return fused, plain
+
+
+def _assert_identical(fused, plain):
+    assert torch.equal(fused[0], plain[0])
+    assert fused[1].dtype == plain[1].dtype and torch.equal(fused[1], plain[1])  # bit for bit
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("config", [{}, dict(online=True), dict(sharpen=1.0)])
+def test_fused_path_matches_plain_path(monkeypatch, dtype, config):
+    """Padded batches of different lengths, several samples per set (so decodings differ in K
+    and only the valid candidates are evaluated), a temperature, greedy: the same labels and
+    bit-identical log-probabilities."""
+    net = make_net(21, dtype=dtype, **config)
+    x = points(30, 21, dtype=dtype, batch=3)
+    mask = torch.arange(30) < torch.tensor([[30], [17], [2]])
+    orders = torch.stack([torch.randperm(30, generator=torch.Generator().manual_seed(b)) for b in range(3)])
+    orders = torch.where(mask, orders, torch.arange(30))
+    orders[1, :17] = torch.randperm(17, generator=torch.Generator().manual_seed(5))
+    orders[2, :2] = torch.tensor([1, 0])
+    for call in (
+        lambda: sample(net, x, num_samples=7, mask=mask, orders=orders, generator=3),
+        lambda: sample(net, x, num_samples=5, mask=mask, temperature=0.6, generator=4),
+        lambda: sample(net, x[0], num_samples=1, generator=5),
+        lambda: sample(net, x[0], num_samples=1, temperature=0.6, generator=6),
+        lambda: greedy(net, x, mask=mask, orders=orders),
+        lambda: greedy(net, x[1]),
+        # one decoding of a padded set (the host-side single-decoding loop), and of one point
+        lambda: greedy(net, x[1:2], mask=mask[1:2], orders=orders[1:2]),
+        lambda: sample(net, x[2:3], num_samples=1, mask=mask[2:3], generator=7),
+        lambda: greedy(net, x[0, :1]),
+    ):
+        _assert_identical(*_both_paths(monkeypatch, call))
+
+
+def test_fused_path_matches_plain_path_on_the_default_network(monkeypatch):
+    """The default architecture in float32 (the benchmarked case), with state growth."""
+    torch.manual_seed(7)
+    net = EnergyNet(EnergyNetConfig())
+    x = 4 * points(200, 22, dtype=torch.float32, batch=2)
+    assert decoding._fused_chains(net.fused_heads()) is not None
+    for capacity in (decoding._INITIAL_CAPACITY, 1):
+        monkeypatch.setattr(decoding, "_INITIAL_CAPACITY", capacity)
+        fused, plain = _both_paths(monkeypatch, lambda: greedy(net, x))
+        _assert_identical(fused, plain)
+        _assert_identical(*_both_paths(monkeypatch, lambda: sample(net, x[:, :60], num_samples=16, generator=6)))
+    assert int(fused[0].max()) + 1 > 1
+
+
+def test_fused_path_falls_back_for_other_layers(monkeypatch):
+    """A network whose ``f`` has another activation runs the plain path, same results."""
+    net = make_net(23, f_layers=3)
+    net.f_net[1] = torch.nn.Tanh()
+    assert decoding._fused_chains(net.fused_heads()) is None
+    x = points(9, 23)
+    _assert_identical(*_both_paths(monkeypatch, lambda: sample(net, x, num_samples=4, generator=1)))
+    labels, log_prob = greedy(net, x)
+    assert abs(log_prob.item() - ref_log_prob(net, x, labels).item()) < 1e-9
