@@ -215,28 +215,16 @@ class TrainConfig:
         self._check_data()
 
     def _check_data(self) -> None:
-        if self.data not in ("mog", "images", "embeddings"):
-            raise ValueError(f"data must be 'mog', 'images' or 'embeddings', got {self.data!r}")
-        encoder = "conv" if self.data == "images" else "mlp"
-        if self.net.encoder != encoder:
-            raise ValueError(f"{self.data!r} data need the {encoder!r} encoder, got {self.net.encoder!r}")
-        if self.panel_sets and self.data != "mog":
-            raise ValueError("panel_sets (exact-posterior panel) needs Gaussian-mixture data")
-        if self.data == "mog":
-            if self.augment is not None or self.supervised or self.data_path is not None:
-                raise ValueError("augment, supervised and data_path only apply to image or embedding data")
-            return
-        kind = ImageAugment if self.data == "images" else EmbeddingAugment
-        augment = self.augment if self.augment is not None else kind()
-        if isinstance(augment, dict):
-            augment = kind.from_dict(augment)
-        if not isinstance(augment, kind):
-            raise ValueError(f"{self.data!r} data need augment={kind.__name__}(...), got {type(augment).__name__}")
-        object.__setattr__(self, "augment", augment)
-        if self.data_path is not None:
-            object.__setattr__(self, "data_path", str(self.data_path))
-        if self.fixed_k is not None:
-            raise ValueError("fixed_k applies to Gaussian mixtures only")
+        for name, value in self.kind.check(self).items():  # the kind's own checks and normalised fields
+            object.__setattr__(self, name, value)
+
+    @property
+    def kind(self):
+        """The :class:`~gfncp_pyro.data.kinds.DataKind` of :attr:`data` (which owns the data's
+        checks, encoder, pool and sources)."""
+        from .data.kinds import data_kind
+
+        return data_kind(self.data)
 
     @property
     def dim(self) -> int:

@@ -99,11 +99,7 @@ def evaluate(
     bar.close()
     report = {name: summarize(values) for name, values in scores.items() if values}
     report["sdpp_values"] = scores["sdpp"]
-    if config.data == "mog":
-        data = {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x, "dim": config.dim}
-    else:
-        data = {"kind": config.data, "path": config.data_path, "split": config.split, "test": "held-out part",
-                "alpha": getattr(source, "alpha", config.alpha)}
+    data = config.kind.describe(config, source)
     report["protocol"] = {
         "num_sets": num_sets, "num_points": num_points, "seed": seed, "decoding": "greedy, identity order",
         "sdpp_sets": min(sdpp_sets, num_sets), "sdpp_orders": sdpp_orders, "data": data,

@@ -17,7 +17,7 @@ PARTS = {
              "distributions.lazy_grad", "distributions.marginal", "distributions.provenance", "models", "guides",
              "guide_cache", "infer", "mcmc", "reward", "scale"},
     "training": {"config", "data", "data.augment", "data.embeddings", "data.image_sets", "data.images",
-                 "data.points", "data.pools", "data.sources", "train", "checkpoint", "evaluation", "fidelity",
+                 "data.kinds", "data.points", "data.pools", "data.sources", "train", "checkpoint", "evaluation", "fidelity",
                  "loading", "pretrained", "__version__"},
     "interface": {"cli", "figures", "__main__"},
 }

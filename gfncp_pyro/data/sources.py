@@ -9,7 +9,8 @@ A *set source* turns set sizes into a batch of sets with their partitions (App. 
 - :class:`ClassSource`: real, distinct points of distinct classes (test sets, and supervised
   training with optional augmentations).
 
-:func:`training_source` and :func:`evaluation_source` build them from a :class:`~gfncp_pyro.config.TrainConfig`;
+:func:`training_source` and :func:`evaluation_source` build them from a :class:`~gfncp_pyro.config.TrainConfig`
+(its kind of data, :mod:`gfncp_pyro.data.kinds`, decides);
 a data file is read from the path the caller put in ``config.data_path`` and split by
 ``config.split`` (:func:`split_pool`): training sets only ever see the training part.
 
@@ -25,15 +26,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from ..models import CRPMixture
 from ..partitions import canonicalize
-from .embeddings import load_embeddings
 from .image_sets import class_sets, instance_sets
-from .images import load_images
 from .pools import LabeledPool, class_split, index_split, parse_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import TrainConfig
+    from ..models import CRPMixture
 
 __all__ = ["SetDraw", "MixtureSource", "InstanceSource", "ClassSource", "split_pool", "load_pool",
            "training_source", "evaluation_source"]
@@ -145,44 +144,24 @@ def split_pool(pool: LabeledPool, split: str) -> tuple[LabeledPool, LabeledPool]
 
 
 def load_pool(config: "TrainConfig") -> LabeledPool:
-    """Read ``config.data_path`` as images (an IDX directory or ``.npz``) or embeddings."""
-    if config.data_path is None:
-        raise ValueError(f"the {config.data!r} data need a path: pass --data DIR_OR_FILE (config.data_path)")
-    if config.data == "images":
-        return load_images(config.data_path)
-    return load_embeddings(config.data_path)
-
-
-def _check_point_shape(config: "TrainConfig", pool: LabeledPool) -> None:
-    if tuple(pool.point_shape) != tuple(config.net.point_shape):
-        raise ValueError(f"{config.data_path} holds points of shape {tuple(pool.point_shape)}, but the network "
-                         f"expects {tuple(config.net.point_shape)}; "
-                         + ("resize the images to 28x28" if config.data == "images" else "set --x-dim to the feature size"))
+    """Read ``config.data_path`` as the pool of ``config``'s kind of data (images: an IDX
+    directory or ``.npz``; embeddings: ``.npy``/``.npz``/safetensors)."""
+    if not hasattr(config.kind, "load_pool"):
+        raise ValueError(f"{config.data!r} data are drawn from the model and have no pool to load")
+    return config.kind.load_pool(config)
 
 
 def training_source(config: "TrainConfig", pool: LabeledPool | None = None, device=None):
-    """The source of training (and validation) sets of ``config``; ``pool``: an already loaded
-    pool to use instead of reading ``config.data_path`` (split by ``config.split`` all the same);
-    ``device``: where the training pool's points are kept, so sets are gathered and augmented
-    there (on a GPU, data generation never leaves the device)."""
-    if config.data == "mog":
-        return MixtureSource(CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim), config.fixed_k)
-    train, _ = split_pool(pool if pool is not None else load_pool(config), config.split)
-    _check_point_shape(config, train)
-    if device is not None:
-        train = LabeledPool(train.points.to(device), train.labels)
-    if config.supervised:
-        return ClassSource(train, config.alpha, config.augment)
-    return InstanceSource(train, config.alpha, config.augment)
+    """The source of training (and validation) sets of ``config`` (its
+    :class:`~gfncp_pyro.data.kinds.DataKind` decides); ``pool``: an already loaded pool to use
+    instead of reading ``config.data_path`` (split by ``config.split`` all the same); ``device``:
+    where the training pool's points are kept, so sets are gathered and augmented there (on a
+    GPU, data generation never leaves the device)."""
+    return config.kind.training_source(config, pool, device)
 
 
 def evaluation_source(config: "TrainConfig", pool: LabeledPool | None = None, alpha: float | None = None):
     """The source of test sets of ``config`` (held-out part of the split, real points of
     distinct classes; for Gaussian mixtures the model itself). ``alpha`` overrides the CRP
     concentration of the test partitions."""
-    alpha = config.alpha if alpha is None else alpha
-    if config.data == "mog":
-        return MixtureSource(CRPMixture(alpha, config.sigma_mu, config.sigma_x, config.dim), config.fixed_k)
-    _, test = split_pool(pool if pool is not None else load_pool(config), config.split)
-    _check_point_shape(config, test)
-    return ClassSource(test, alpha)
+    return config.kind.evaluation_source(config, pool, alpha)
