@@ -101,7 +101,7 @@ def model_for(config: TrainConfig, variant: Variant = "dynamic") -> CRPMixture |
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a gfncp_pyro.config.TrainConfig, got {type(config).__name__}")
-    if config.data != "mog":
+    if not config.kind.is_mixture:
         return None
     return CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim, variant=variant)
 
@@ -142,7 +142,7 @@ def check_model(model: CRPMixture, config: TrainConfig | None, *, force: bool = 
     """
     if config is None:
         return
-    if config.data != "mog":
+    if not config.kind.is_mixture:
         differ = f"it was trained on {config.data} data, not on a CRP mixture of Gaussians"
     else:
         trained = _spec_of(config)
