@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from .data.augment import EmbeddingAugment, ImageAugment
+from .jsonable import JsonDataclass
 from .nn import EnergyNetConfig
 
 __all__ = ["TrainConfig", "PRESETS", "PAPER_OBJECTIVE", "preset"]
@@ -30,7 +31,7 @@ Data = Literal["mog", "images", "embeddings"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonDataclass):
     """Everything that defines a training run (Alg. 1 and App. A in [1]).
 
     Data model (the Pyro model of Eq. 1 the network is trained for):
@@ -243,21 +244,14 @@ class TrainConfig:
             changes["net"] = dataclasses.replace(self.net, **net_changes)
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The config of a saved dict. Dicts written before the objective fields existed (no
         ``"balance"`` key: checkpoints of gfncp-pyro up to 2026-11) get the values those runs
         used, ``balance="flow"`` and ``gauge="final"``, not today's defaults."""
-        if "balance" not in data:
+        if isinstance(data, dict) and "balance" not in data:
             data = {**_LEGACY_OBJECTIVE, **data}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        return cls(**data)
+        return super().from_dict(data)
 
 
 _LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,

@@ -23,7 +23,7 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .._checks import finite_float as _finite
 from .._checks import float_in_range as _in_range
 from .._checks import make_generator
+from ..jsonable import JsonDataclass
 
 __all__ = ["ImageAugment", "EmbeddingAugment", "augment_images", "augment_embeddings"]
 
@@ -46,25 +47,8 @@ def _interval(value, name: str, low: float, high: float) -> tuple[float, float]:
     return lo, hi
 
 
-class _JsonConfig:
-    """``to_dict``/``from_dict`` for frozen dataclasses of floats and float pairs."""
-
-    def to_dict(self) -> dict:
-        """A JSON-safe dict (pairs become lists)."""
-        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{cls.__name__}.from_dict got unknown keys {unknown}; expected some of {sorted(names)}")
-        return cls(**{key: tuple(v) if isinstance(v, list) else v for key, v in d.items()})
-
-
 @dataclass(frozen=True)
-class ImageAugment(_JsonConfig):
+class ImageAugment(JsonDataclass):
     """Strengths of the image augmentations; the defaults suit 28x28 digits or characters.
 
     :param crop_scale: range of the crop's area as a fraction of the image, ``0 < lo <= hi <= 1``.
@@ -105,7 +89,7 @@ class ImageAugment(_JsonConfig):
 
 
 @dataclass(frozen=True)
-class EmbeddingAugment(_JsonConfig):
+class EmbeddingAugment(JsonDataclass):
     """Strengths of the embedding augmentations: Gaussian noise and feature dropout.
 
     :param noise_std: noise standard deviation relative to each vector's RMS value

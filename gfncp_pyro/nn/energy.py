@@ -16,13 +16,13 @@ References
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
 
+from ..jsonable import JsonDataclass
 from .encoders import IMAGE_SHAPE, ConvEncoder, mlp
 
 __all__ = ["EnergyNetConfig", "EnergyNet", "FusedHeads", "forward_layers"]
@@ -77,7 +77,7 @@ def forward_layers(layers: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class EnergyNetConfig:
+class EnergyNetConfig(JsonDataclass):
     """Sizes of the energy network (defaults: the paper's MoG model, DESIGN.md §4).
 
     :param int x_dim: dimension of a vector point (ignored by the ``"conv"`` encoder, whose
@@ -128,17 +128,6 @@ class EnergyNetConfig:
     def point_shape(self) -> tuple[int, ...]:
         """Shape of one data point: ``(x_dim,)`` or ``(1, 28, 28)``."""
         return IMAGE_SHAPE if self.encoder == "conv" else (self.x_dim,)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EnergyNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown EnergyNetConfig fields {sorted(unknown)}")
-        return cls(**data)
 
 
 class FusedHeads(NamedTuple):
