@@ -9,7 +9,9 @@ References
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -168,11 +170,7 @@ class TrainConfig(JsonDataclass):
     def __post_init__(self):
         if isinstance(self.net, dict):
             object.__setattr__(self, "net", EnergyNetConfig.from_dict(self.net))
-        if self.objective not in ("gfncp", "ncp"):
-            raise ValueError(f"objective must be 'gfncp' or 'ncp', got {self.objective!r}")
-        for name, kind in (("flow", Flow), ("balance", Balance), ("gauge", Gauge), ("explore", Explore),
-                           ("balance_target", BalanceTarget), ("select_by", SelectBy)):
-            allowed = get_args(kind)
+        for name, allowed in _literal_fields().items():  # the allowed values are the Literals' own
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.flow == "offset" and not self.net.flow_head:
@@ -199,8 +197,6 @@ class TrainConfig(JsonDataclass):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        if self.reward not in ("cd", "nll"):
-            raise ValueError(f"reward must be 'cd' or 'nll', got {self.reward!r}")
         if not 0.0 <= self.beta <= 1.0:
             raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
         for name in ("n_min", "iterations", "batch_size", "val_sets", "val_every"):
@@ -252,6 +248,15 @@ class TrainConfig(JsonDataclass):
         if isinstance(data, dict) and "balance" not in data:
             data = {**_LEGACY_OBJECTIVE, **data}
         return super().from_dict(data)
+
+
+@functools.cache
+def _literal_fields() -> dict[str, tuple]:
+    """``{field: allowed values}`` for every ``Literal``-typed field of :class:`TrainConfig`
+    (``data`` aside: the registry of data kinds, :mod:`gfncp_pyro.data.kinds`, decides it)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {name: get_args(hint) for name, hint in hints.items()
+            if typing.get_origin(hint) is Literal and name != "data"}
 
 
 _LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,

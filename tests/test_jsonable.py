@@ -36,3 +36,16 @@ def test_a_config_without_objective_fields_reads_as_the_legacy_objective():
     data.update(flow="paper", reward="cd")
     old = TrainConfig.from_dict(data)
     assert (old.balance, old.gauge, old.mc_weight) == ("flow", "final", 1.0)
+
+
+def test_allowed_values_come_from_the_literals():
+    from typing import get_args
+
+    from gfncp_pyro.config import Flow, Objective, Reward, _literal_fields
+
+    fields = _literal_fields()
+    assert fields["flow"] == get_args(Flow) and fields["objective"] == get_args(Objective)
+    assert fields["reward"] == get_args(Reward) and "data" not in fields
+    for name, allowed in fields.items():
+        with pytest.raises(ValueError, match=f"{name} must be one of"):
+            TrainConfig(**{name: "not-a-value"})
