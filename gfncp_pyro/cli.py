@@ -23,13 +23,20 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, load_checkpoint, load_model
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESETS, TrainConfig, preset
 from .data.points import read_points as _read_points
 from .interrupts import run_interruptible
 from .outputs import check_output_dir, check_output_file, write_atomic
 
-__all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_float", "int_at_least", "UserError"]
+__all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_float", "int_at_least", "hyper_parameter",
+           "seed_value", "HYPER_RANGE", "UserError", "check_network_outputs"]
+
+HYPER_RANGE = (1e-8, 1e8)
+"""Supported values of the model's hyper-parameters on the command line (``--alpha``,
+``--sigma-mu``, ``--sigma-x``, ``--test-alpha``; also ``python -m validation.exact``): wide enough
+for data in any sensible units, narrow enough that the squares and ratios of the maths stay far
+from float64 overflow. Rescale the data rather than the hyper-parameters."""
 
 _OVERRIDES = {
     # flag: (config field, type)
@@ -54,8 +61,14 @@ _HELP = {
             "image and embedding presets",
     "split": "which part of --data trains: index:A:B, classes:K, classes:half or all (the rest is held out)",
     "x_dim": "embedding presets: the feature size (default: taken from --data when the preset's does not fit)",
-    "iterations": "total iterations; with --resume a larger value extends the run (the cosine LR schedule is "
-                  "re-planned over the new total)",
+    "iterations": "total iterations; with --resume a larger value M extends the run, also a finished one: the "
+                  "cosine LR schedule is re-planned over M, so step t gets the LR a run planned for M from the start "
+                  "has at step t (a finished run at lr_min rises again, then decays to lr_min at M)",
+    "lr": "initial learning rate, in (0, 1]",
+    "lr_min": "final learning rate of the cosine schedule, in [0, 1]",
+    "alpha": f"CRP concentration of the training data, in [{HYPER_RANGE[0]:g}, {HYPER_RANGE[1]:g}]",
+    "sigma_mu": f"prior std of the cluster means, in [{HYPER_RANGE[0]:g}, {HYPER_RANGE[1]:g}]",
+    "sigma_x": f"std of the points around their cluster mean, in [{HYPER_RANGE[0]:g}, {HYPER_RANGE[1]:g}]",
     "device": "auto, cpu, cuda, cuda:N or mps",
 }
 
@@ -85,6 +98,50 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def hyper_parameter(text: str) -> float:
+    """A model hyper-parameter within :data:`HYPER_RANGE` (an ``argparse`` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    low, high = HYPER_RANGE
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text!r}; rescale the data instead "
+                                         "of the hyper-parameters")
+    return value
+
+
+def _float_between(low: float, high: float, low_open: bool):
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not (low < value if low_open else low <= value) or value > high:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+MAX_SEED = 2**62
+"""Largest ``--seed`` (seeds are offset by set and iteration numbers and must stay int64)."""
+
+
+def seed_value(text: str) -> int:
+    """A seed: an integer in ``[0, MAX_SEED]`` (an ``argparse`` type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2^62], got {value}")
+    return value
+
+
+_TYPES = {"seed": seed_value, "alpha": hyper_parameter, "sigma_mu": hyper_parameter, "sigma_x": hyper_parameter,
+          "lr": _float_between(0.0, 1.0, low_open=True), "lr_min": _float_between(0.0, 1.0, low_open=False)}
+"""argparse types of the train flags that need more than a finite number."""
 
 
 def int_at_least(low: int):
@@ -123,14 +180,36 @@ def _pretrained(spec: str) -> tuple[str, str] | None:
         raise UserError(str(err)) from None
 
 
-def resolve_model(spec: str):
+def resolve_model(spec: str, check_outputs: bool = True):
     """``(network, config)`` of a checkpoint path or a shipped model (``pretrained:NAME:OBJECTIVE``),
-    loaded by :func:`gfncp_pyro.loading.load_pretrained`."""
+    loaded by :func:`gfncp_pyro.loading.load_pretrained`; with ``check_outputs`` its outputs are
+    checked too (:func:`check_network_outputs`)."""
     from .loading import load_pretrained
 
     _pretrained(spec)  # a malformed pretrained: spec is a UserError
     network, _, config = load_pretrained(spec)
+    if check_outputs:
+        check_network_outputs(network, spec)
     return network, config
+
+
+def check_network_outputs(net, spec: str, num_points: int = 8) -> None:
+    """Refuse a network whose outputs are not finite although its weights are (weights so large
+    that the energies overflow): greedy decoding of one seeded set of standard-normal points must
+    give a finite log q. Costs one decoding of ``num_points`` points.
+
+    :raises UserError: naming ``spec`` and the value found.
+    """
+    from . import decoding
+
+    param = next(net.parameters())
+    x = torch.randn((num_points,) + tuple(net.point_shape), generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64).to(device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        _, log_q = decoding.greedy(net, x)
+    if not math.isfinite(float(log_q)):
+        raise UserError(f"checkpoint {spec} gives log q = {float(log_q)} on a test set of {num_points} points: its "
+                        "outputs are not finite (weights that overflow?); use another checkpoint or retrain")
 
 
 def _one_line(err: BaseException) -> str:
@@ -182,16 +261,24 @@ def _train(args) -> int:
         overrides["net_online"] = True
     if args.detach_reward is not None:
         overrides["detach_reward"] = args.detach_reward
-    config = preset(args.preset, **overrides)
     if (out / "last.pt").exists() and not args.resume:
         raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    config = _resumed_config(args, out, overrides) if args.resume and (out / "last.pt").exists() else \
+        preset(args.preset or "mog2d-small", **overrides)
     resolve_device(config.device)
+    created = not out.exists()
     check_output_dir(out, "--out")
-    config, pool = _train_pool(args, config)
-    init_distributed()
-    trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress, pool=pool)
+    try:
+        config, pool = _train_pool(args, config)
+        init_distributed()
+        trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress, pool=pool)
+        if trainer.rank == 0:
+            write_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    except BaseException:
+        if created:  # a run that never started leaves no directory behind
+            _remove_new_run(out)
+        raise
     if trainer.rank == 0:
-        write_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
         print(f"training {config.objective} ({config.preset}) on {trainer.device} into {out}, "
               f"world size {trainer.world}, from step {trainer.step} to {config.iterations}", file=sys.stderr)
     try:
@@ -211,6 +298,27 @@ def _train(args) -> int:
     if trainer.rank == 0:
         print(json.dumps(result))
     return 0
+
+
+def _resumed_config(args, out: Path, overrides: dict) -> TrainConfig:
+    """``--resume``: the run's own config (from ``OUT/last.pt``) with the flags given on the command
+    line applied, so ``gfncp train --out RUN --resume --iterations M`` extends a run without
+    repeating its flags; a flag that changes anything but ``--iterations`` is refused by the
+    trainer (the saved and the requested values are named)."""
+    saved = TrainConfig.from_dict(load_checkpoint(out / "last.pt")["config"])
+    if args.preset is not None and args.preset != saved.preset:
+        raise UserError(f"{out} holds a run of preset {saved.preset}, not {args.preset}; drop --preset to resume it")
+    return saved.replace(**overrides) if overrides else saved
+
+
+def _remove_new_run(out: Path) -> None:
+    """Remove the files a refused fresh run wrote into the directory it created, then the directory."""
+    for name in ("config.json", "data.npz", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    try:
+        out.rmdir()
+    except OSError:  # something else is in it: leave it
+        pass
 
 
 class _TrainingFailed(Exception):
@@ -399,10 +507,12 @@ def _info(args) -> int:
 
 def _train_parser(sub) -> None:
     train = sub.add_parser("train", help="train GFNCP or NCP (Algorithm 1)")
-    train.add_argument("--preset", default="mog2d-small", choices=sorted(PRESETS))
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                       help="the settings to start from (default: mog2d-small; with --resume: the run's own)")
     train.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly (with a larger "
-                       "--iterations: extend it)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out exactly, with its own "
+                       "settings (flags need not be repeated; one that changes a setting is refused); with a larger "
+                       "--iterations: extend it")
     train.add_argument("--labels", default=None, help="with --data FEATURES.npy: the (n,) class ids, a .npy file")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
     train.add_argument("--online", action="store_true", help="online mode (App. C): the energy ignores "
@@ -413,7 +523,7 @@ def _train_parser(sub) -> None:
                        help="balance=variance: the rewards enter the balance term without gradient (default: on)")
     train.add_argument("--no-progress", action="store_true")
     for flag, (_, kind) in _OVERRIDES.items():
-        kind = finite_float if kind is float else kind
+        kind = _TYPES.get(flag, finite_float if kind is float else kind)
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
                            help=_HELP.get(flag, f"override the preset's {flag}"))
     train.set_defaults(func=_train)
@@ -430,13 +540,13 @@ def _parser() -> argparse.ArgumentParser:
                     "compared on the same test sets)")
     ev.add_argument("--sets", type=int_at_least(1), default=3000)
     ev.add_argument("--N", type=int_at_least(1), default=300)
-    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--seed", type=seed_value, default=12345)
     ev.add_argument("--sdpp-sets", type=int_at_least(0), default=20)
     ev.add_argument("--sdpp-orders", type=int_at_least(1), default=500)
     ev.add_argument("--data", default=None, help="image/embedding models: read the data from here instead of the "
                     "path they were trained with (same split)")
     ev.add_argument("--labels", default=None, help="with --data FEATURES.npy: the (n,) class ids, a .npy file")
-    ev.add_argument("--test-alpha", type=finite_float, default=None, help="CRP concentration of the test partitions "
+    ev.add_argument("--test-alpha", type=hyper_parameter, default=None, help="CRP concentration of the test partitions "
                     "(default: the training alpha)")
     ev.add_argument("--figures", default=None, help="directory for sdpp.png (histogram + ECDF) and, for image "
                     "models, top3_*.png")

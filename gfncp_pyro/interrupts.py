@@ -34,21 +34,39 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars the interrupted body left open, so that their last redraw comes
+    before the interruption's line (not after it, at interpreter exit)."""
+    tqdm_module = sys.modules.get("tqdm.std")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar half torn down by the interruption: nothing to redraw
+            pass
+
+
 def run_interruptible(body: Callable[[], int], prog: str) -> int:
     """``body()``, with SIGTERM raising :class:`Interrupted` while it runs; a Ctrl-C or SIGTERM
-    prints ``PROG: interrupted by SIGNAL[: what was kept]`` and returns 130 or 143."""
+    prints ``PROG: interrupted by SIGNAL[: what was kept]`` as the last line on stderr and
+    returns 130 or 143."""
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return body()
-    except KeyboardInterrupt as err:
-        signum = int(getattr(err, "signum", signal.SIGINT))
-        detail = getattr(err, "message", "")
+        try:
+            return body()
+        except KeyboardInterrupt as err:
+            signum = int(getattr(err, "signum", signal.SIGINT))
+            detail = getattr(err, "message", "")
+        # Outside the except block: the traceback (and the frames holding progress bars) is freed.
+        _close_progress_bars()
+        sys.stderr.flush()
         name = signal.Signals(signum).name
         print(f"{prog}: interrupted by {name}" + (f": {detail}" if detail else ""), file=sys.stderr)
         sys.stderr.flush()
-        return exit_status(err)
+        return 128 + signum
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

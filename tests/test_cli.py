@@ -182,3 +182,106 @@ def test_cluster_png_shows_the_written_partition_and_the_scale(checkpoint, tmp_p
     assert (tmp_path / "c.png").stat().st_size > 5_000
     assert main(["cluster", checkpoint, "--input", str(tmp_path / "p.npy"), "--scale", "0.05", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["scale"] == {"mode": "factor", "factor": 0.05, "centre": None}
+
+
+@pytest.mark.parametrize("dim", [2, 5])
+def test_the_cluster_png_draws_the_written_partition_and_the_labelled_top_k(tmp_path, capsys, monkeypatch, dim):
+    """First panel: the greedy partition, point for point the labels written to --output; then one
+    labelled panel per beam-search result; D > 2 in the PCA projection with labelled axes."""
+    from gfncp_pyro import figures
+
+    config = preset("mog2d-small", net_x_dim=dim, **SMALL)
+    torch.manual_seed(1)
+    model = tmp_path / f"d{dim}.pt"
+    save_checkpoint(model, {"config": config.to_dict(), "model": EnergyNet(config.net).state_dict()})
+    rng = np.random.default_rng(dim)
+    points = np.concatenate([rng.normal(size=(8, dim)) + 6.0 * k * np.eye(dim)[k % dim] for k in range(3)])
+    np.save(tmp_path / "p.npy", points)
+    drawn = []
+    original = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, path: (drawn.append(fig), original(fig, path))[1])
+    labels_file, png = tmp_path / "labels.txt", tmp_path / "c.png"
+    assert main(["cluster", str(model), "--input", str(tmp_path / "p.npy"), "--top-k", "2", "--scale", "none",
+                 "--output", str(labels_file), "--png", str(png), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    written = np.loadtxt(labels_file, dtype=int)
+    assert written.tolist() == result["labels"] and png.stat().st_size > 5_000
+    fig, = drawn
+    axes = fig.axes
+    assert len(axes) == 1 + 2
+    assert axes[0].get_title().startswith("greedy (written to --output)")
+    assert [ax.get_title().split(",")[0] for ax in axes[1:]] == ["beam search #1", "beam search #2"]
+    for ax, top in zip(axes[1:], result["top"]):
+        assert f"log q = {top['log_prob']:.2f}" in ax.get_title()
+    if dim == 2:
+        xy = points
+        assert (axes[0].get_xlabel(), axes[0].get_ylabel()) == ("x[0]", "x[1]")
+    else:
+        xy, explained = figures.pca_projection(points)
+        assert axes[0].get_xlabel() == f"PC1 ({100 * explained[0]:.0f}% of the variance)"
+        assert axes[0].get_ylabel() == f"PC2 ({100 * explained[1]:.0f}% of the variance)"
+        assert "2-D PCA projection" in fig._suptitle.get_text()
+    for ax, labels in zip(axes, [written] + [np.asarray(t["labels"]) for t in result["top"]]):
+        clusters = ax.collections  # one scatter per cluster, in the order of the canonical labels
+        assert len(clusters) == labels.max() + 1 and f"{labels.max() + 1} clusters" in ax.get_title()
+        for k, scatter in enumerate(clusters):
+            assert np.allclose(scatter.get_offsets(), xy[labels == k])
+
+
+def test_evaluate_prints_the_mean_predicted_and_true_number_of_clusters(checkpoint, tmp_path, capsys):
+    report = tmp_path / "e.json"
+    assert main(["evaluate", checkpoint, "--sets", "4", "--N", "10", "--sdpp-sets", "0", "--json", str(report),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    pred, true = data["clusters_pred"]["mean"], data["clusters_true"]["mean"]
+    assert f"predicted {pred:.2f} vs true {true:.2f}" in out and data["clusters_pred"]["n"] == 4
+
+
+def _gfncp(*argv, timeout=300):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "gfncp_pyro", *argv], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_resume_with_more_iterations_extends_a_finished_run_subprocess(tmp_path):
+    """``gfncp train --out RUN --resume --iterations M`` continues a finished run from its own
+    settings (no flags repeated), on the re-planned cosine: step t gets the LR of a run planned
+    for M from the start; a killed write's stale temporary is removed on resume."""
+    from gfncp_pyro.checkpoint import load_checkpoint
+    from gfncp_pyro.train import cosine_lr
+
+    out = tmp_path / "run"
+    first = _gfncp("train", "--preset", "mog2d-small", "--iterations", "2", "--batch-size", "2", "--n-max", "5",
+                   "--val-sets", "2", "--val-every", "2", "--panel-sets", "0", "--select-by", "loss", "--device", "cpu",
+                   "--lr", "0.001", "--lr-min", "0.00001", "--no-progress", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    stale = out / ".last.pt.killed.tmp"
+    stale.write_bytes(b"half a checkpoint (kill -9)")
+    extended = _gfncp("train", "--out", str(out), "--resume", "--iterations", "5", "--no-progress")
+    assert extended.returncode == 0 and "Traceback" not in extended.stderr, extended.stderr
+    assert "from step 2 to 5" in extended.stderr and json.loads(extended.stdout)["step"] == 5
+    assert load_checkpoint(out / "last.pt")["step"] == 5 and not stale.exists()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    # the logged LR is the one after each step: that of step t + 1 of the 5-iteration plan
+    assert [r["lr"] for r in records[2:]] == pytest.approx([cosine_lr(t, 5, 1e-3, 1e-5) for t in (3, 4, 5)], rel=1e-9)
+    assert records[1]["lr"] == pytest.approx(1e-5)  # the first plan ended at lr_min
+    config = json.loads((out / "config.json").read_text())
+    assert config["iterations"] == 5 and config["batch_size"] == 2 and config["lr"] == 1e-3
+
+
+def test_train_on_sklearn_digits_from_the_command_line_subprocess(digits, tmp_path):
+    """64-d features + a labels file, as a user runs it: the network takes its input size from the
+    data; evaluate then reads the run's stored data."""
+    out = tmp_path / "run"
+    trained = _gfncp("train", *DIGITS_FLAGS, "--data", str(digits / "features.npy"), "--labels",
+                     str(digits / "labels.npy"), "--out", str(out))
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr
+    assert "64-d" in trained.stderr and json.loads(trained.stdout)["step"] == 2
+    assert json.loads((out / "config.json").read_text())["net"]["x_dim"] == 64
+    evaluated = _gfncp("evaluate", str(out / "last.pt"), "--sets", "2", "--N", "12", "--sdpp-sets", "0",
+                       "--no-progress")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "nmi" in evaluated.stdout and "vs true" in evaluated.stdout

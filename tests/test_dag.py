@@ -317,3 +317,64 @@ def test_the_figure_explains_its_node_notation_with_nodes_of_the_dag():
     for i, label in enumerate(labels):  # the legend spells the example out point by point
         assert f"point {order[i] + 1} -> cluster {label}" in text
     assert "terminal state" in text and "1/N!" in text
+
+
+def _drawn_figure(monkeypatch, argv):
+    """Run the command and keep the figure it drew (``plt.close`` is intercepted)."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    assert main(argv) == 0
+    fig = figures[-1]
+    fig.canvas.draw()
+    return fig
+
+
+def test_edge_labels_do_not_overlap_and_lie_along_their_edges(tmp_path, monkeypatch, capsys):
+    """The drawn label boxes (matplotlib's own, after layout) are pairwise disjoint, one per edge,
+    each printing its edge's probability, centred on its edge and turned along it."""
+    import itertools
+
+    fig = _drawn_figure(monkeypatch, ["--checkpoint", PRETRAINED, "--N", "3", "--out", str(tmp_path)])
+    ax = fig.axes[0]
+    graph = nx.read_graphml(tmp_path / "dag_N3_policy.graphml")
+    labels = [t for t in ax.texts if t.get_bbox_patch() is not None and t.get_text()[:2] in ("0.", "1.")]
+    assert len(labels) == graph.number_of_edges() == 48
+    boxes = [t.get_bbox_patch().get_path().transformed(t.get_bbox_patch().get_transform()) for t in labels]
+    overlapping = [(labels[i].get_text(), labels[j].get_text())
+                   for i, j in itertools.combinations(range(len(boxes)), 2) if boxes[i].intersects_path(boxes[j])]
+    assert not overlapping
+    from validation.dag import _layout, build_dag as build
+
+    pos = _layout(build(3))
+    to_display = ax.transData
+    edges = list(graph.edges(data=True))
+    for text in labels:  # each label sits on an edge whose probability it prints, turned along it
+        x, y = to_display.transform(text.get_position())
+        on = []
+        for u, v, data in edges:
+            (x0, y0), (x1, y1) = to_display.transform([pos[u], pos[v]])
+            t = ((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2)
+            distance = abs((x - x0) * (y1 - y0) - (y - y0) * (x1 - x0)) / math.hypot(x1 - x0, y1 - y0)
+            angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
+            if 0 < t < 1 and distance < 1e-6 * math.hypot(x1 - x0, y1 - y0) + 1e-3 \
+                    and abs((angle - text.get_rotation() + 180) % 360 - 180) < 1e-6 and f"{data['prob']:.2f}" == text.get_text():
+                on.append((u, v))
+        assert on, text.get_text()
+    capsys.readouterr()
+
+
+def test_rotated_box_overlap_matches_matplotlib():
+    """The placement's separating-axis test agrees with matplotlib's polygon intersection."""
+    from matplotlib.path import Path as MplPath
+
+    from validation.dag import _Box
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a, b = (_Box((*rng.uniform(0, 30, 2), math.cos(t), math.sin(t), *rng.uniform(2, 10, 2)))
+                for t in rng.uniform(-math.pi / 2, math.pi / 2, 2))
+        paths = [MplPath(np.array(box.corners() + [box.corners()[0]]), closed=True) for box in (a, b)]
+        expected = paths[0].intersects_path(paths[1], filled=True)
+        assert a.overlaps(b) == expected == b.overlaps(a)

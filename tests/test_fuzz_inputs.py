@@ -111,8 +111,10 @@ def model_and_points(tmp_path_factory):
 
 VALUES = ["0", "1", "-1", "2", "nan", "inf", "1e400", "abc", "", "auto", "none", "0.5", "tpu", "cpu", "3.7"]
 CLUSTER_FLAGS = ["--top-k", "--scale", "--output", "--png", "--json", "--input", "--bogus"]
-TRAIN_FLAGS = ["--lr", "--beta", "--alpha", "--sigma-x", "--n-min", "--n-max", "--device", "--split", "--x-dim",
-               "--objective", "--flow", "--mc-weight", "--grad-clip", "--labels", "--preset"]
+TRAIN_FLAGS = ["--lr", "--lr-min", "--beta", "--alpha", "--sigma-x", "--sigma-mu", "--n-min", "--n-max", "--device",
+               "--split", "--x-dim", "--objective", "--flow", "--mc-weight", "--grad-clip", "--labels", "--preset"]
+EVALUATE_FLAGS = ["--sets", "--N", "--seed", "--sdpp-sets", "--sdpp-orders", "--test-alpha", "--json", "--figures",
+                  "--data", "--labels", "--bogus"]
 
 
 def _run(argv, capsys):
@@ -155,6 +157,21 @@ def test_train_argument_space(tmp_path_factory, capsys, picks):
     for flag, value in picks:
         argv += [flag, value]
     _run(argv, capsys)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.tuples(st.sampled_from(EVALUATE_FLAGS), st.sampled_from(VALUES)), min_size=1, max_size=3))
+def test_evaluate_argument_space(model_and_points, capsys, picks):
+    root = model_and_points
+    argv = ["evaluate", str(root / "m.pt"), "--sets", "1", "--N", "3", "--sdpp-sets", "0", "--no-progress"]
+    for flag, value in picks:
+        if flag in ("--json", "--figures", "--data", "--labels"):
+            value = str(root / (value or "x"))
+        if flag in ("--sets", "--N", "--sdpp-orders", "--sdpp-sets") and value not in ("0", "1", "2", "-1"):
+            value = {"3.7": "3", "0.5": "1"}.get(value, value)  # keep the evaluation small
+        argv += [flag, value]
+    _run(argv, capsys)
+    assert not list(root.rglob("*.tmp"))
 
 
 def test_the_readers_accept_what_they_should(tmp_path):

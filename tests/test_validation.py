@@ -144,3 +144,77 @@ def test_command_refuses_an_image_checkpoint(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "images" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["missing-parent", "parent-is-file", "is-directory", "unwritable"])
+def test_unwritable_json_fails_in_one_line_before_any_evaluation(tmp_path, capsys, monkeypatch, where):
+    """validation.report checks --json (and --out) before the data, the exact posteriors and the
+    models: nothing is computed, exit 2, one line, no traceback, nothing written."""
+    from validation import report
+
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the output path was checked")
+
+    monkeypatch.setattr(report, "exact_posterior", never)
+    monkeypatch.setattr(report, "subset_posterior", never)
+    monkeypatch.setattr(report, "_models", never)
+    (tmp_path / "a_file").write_text("x")
+    json_path = {"missing-parent": tmp_path / "no" / "r.json", "parent-is-file": tmp_path / "a_file" / "r.json",
+                 "is-directory": tmp_path, "unwritable": "/proc/gfncp-r.json"}[where]
+    argv = ["--N", "4", "--datasets", "1", "--no-progress", "--out", str(tmp_path / "fig"), "--json", str(json_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --json:") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "no").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_report_is_written_atomically(tmp_path, monkeypatch):
+    """An interruption while writing leaves the previous report in place and no temporary file."""
+    from gfncp_pyro import outputs
+
+    report_path = tmp_path / "r.json"
+    report_path.write_text('{"previous": true}')
+    original = outputs.os.replace
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs.os, "replace", interrupted)
+    assert main(["--N", "3", "--datasets", "1", "--no-models", "--no-progress", "--out", str(tmp_path / "fig"),
+                 "--json", str(report_path)]) == 130  # Ctrl-C while the report is being written
+    assert json.loads(report_path.read_text()) == {"previous": True} and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(outputs.os, "replace", original)
+    assert main(["--N", "3", "--datasets", "1", "--no-models", "--no-progress", "--out", str(tmp_path / "fig"),
+                 "--json", str(report_path)]) == 0
+    assert json.loads(report_path.read_text())["N"] == 3
+
+
+def test_the_table_never_runs_numbers_together(capsys):
+    """Numbers of any length (the review saw ``8.9e+045.322e+04`` and ``0.0614-0.0004709``) stay
+    separate columns: every row splits into its cells, and each cell reads back as its number."""
+    from validation.report import HEADLINE, _print
+
+    values = [8.9e+04, 5.322e+04, 0.0614, -0.0004709, -1.234567e+300, 1e-300, math.nan, -7.0, 123456789.0]
+    rng = np.random.default_rng(0)
+    models = {name: {metric: {"mean": float(rng.choice(values)), "std": float(rng.choice(values)),
+                              "median": float(rng.choice(values))} for metric in HEADLINE}
+              for name in ("GFNCP", "NCP-with-a-long-name")}
+    models["GFNCP"].pop("is_tv")
+    report = {"method": "enumeration", "datasets": 2, "N": 5, "model": {}, "seed": 0, "elapsed_s": 0.1,
+              "exact": {"log_evidence": {"mean": -1.234e+05, "std": 5.0, "median": -0.0004709}}, "models": models}
+    _print(report, use_dp=False)
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("metric"))
+    rows = lines[start + 1:start + 1 + len(HEADLINE)]
+    for metric, row in zip(HEADLINE, rows):
+        cells = row.split()
+        assert len(cells) == 7 and cells[0] == metric, row
+        for k, name in enumerate(models):
+            s = models[name].get(metric)
+            for j, key, spec in ((1, "mean", ".4g"), (2, "std", ".3g"), (3, "median", ".4g")):
+                expected = "-" if s is None else format(s[key], spec)
+                assert cells[3 * k + j] == expected, row
+    # right-aligned columns: every cell of a column ends at the same place
+    header = lines[start]
+    for row in rows:
+        assert len(row.rstrip()) == len(header.rstrip())

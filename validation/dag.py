@@ -23,7 +23,6 @@ References
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -34,7 +33,7 @@ import networkx as nx
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError
-from gfncp_pyro.cli import OneLineParser, UserError, read_points, resolve_model
+from gfncp_pyro.cli import OneLineParser, UserError, read_points, resolve_model, seed_value
 from gfncp_pyro.interrupts import run_interruptible
 from gfncp_pyro.outputs import check_output_dir, write_atomic_with
 from gfncp_pyro.losses import FLOWS
@@ -196,7 +195,7 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
         cmap, norm = plt.get_cmap("coolwarm"), TwoSlopeNorm(0.0, -bound, bound)
         node_colors = [cmap(norm(d["residual"])) if "residual" in d else c
                        for (_, d), c in zip(dag.nodes(data=True), node_colors)]
-        labels = {v: f"{labels[v]}\nr={residuals[v]:+.3f}" if v in residuals else labels[v] for v in dag}
+        labels = {v: f"{labels[v]}\nr={residuals[v]:+.2f}" if v in residuals else labels[v] for v in dag}
         labels.update({v: f"{d['label']}\nq={d['q_mean']:.3f}" for v, d in dag.nodes(data=True) if "q_mean" in d})
         bar = fig.colorbar(plt.cm.ScalarMappable(norm, cmap), ax=ax, fraction=0.025, pad=0.01)
         bar.set_label("flow-matching residual r(s) (Eq. 24)", fontsize=8)
@@ -219,7 +218,7 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
     fig.text(0.01, 0.005, _notation(dag), fontsize=7.5, ha="left", va="bottom", family="monospace",
              bbox={"boxstyle": "round,pad=0.4", "fc": "#f7f7f7", "ec": "#bbbbbb"})
     fig.tight_layout(rect=(0, 0.075, 1, 1))
-    _draw_edge_probabilities(ax, dag, pos, label_fan_in)
+    _draw_edge_probabilities(ax, dag, pos, label_fan_in, node_size)
     write_atomic_with(path, lambda handle: fig.savefig(handle, dpi=150, format="png"), "wb")
     plt.close(fig)
 
@@ -252,30 +251,81 @@ def _luminance(color) -> float:
     return 0.299 * red + 0.587 * green + 0.114 * blue
 
 
-def _draw_edge_probabilities(ax, dag: nx.DiGraph, pos: dict[str, tuple[float, float]], fan_in: bool) -> None:
-    """Edge attribute ``prob`` (2 decimals) written along each edge, 30% of the way from its
-    source; on the crowded edges into terminal states (if ``fan_in``) 30, 50 or 70 points from
-    the source, staggered by the edges' angles so that labels of nearly parallel edges do not
-    overlap."""
+_LABEL_STYLE = {"fontsize": 6.5, "ha": "center", "va": "center", "zorder": 5, "rotation_mode": "anchor",
+                "bbox": {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "#999999", "lw": 0.3, "alpha": 0.95}}
+"""Edge labels: along the edge, on a white box over it."""
+
+_POSITIONS = (0.3, 0.4, 0.5, 0.25, 0.35, 0.45, 0.55, 0.6, 0.2, 0.65, 0.7, 0.15, 0.75, 0.8)
+_FAN_IN_POSITIONS = (0.12, 0.18, 0.24, 0.3, 0.36, 0.42, 0.48, 0.54, 0.6, 0.66, 0.72)
+"""Where along an edge (fraction from its source) a label may sit, in order of preference; the
+edges into terminal states converge, so their labels go near the source."""
+
+
+class _Box(tuple):
+    """A label's box in display coordinates: ``(cx, cy, cos, sin, half_width, half_height)``."""
+
+    def corners(self):
+        cx, cy, c, s, w, h = self
+        return [(cx + c * dx - s * dy, cy + s * dx + c * dy) for dx, dy in ((-w, -h), (w, -h), (w, h), (-w, h))]
+
+    def overlaps(self, other: "_Box") -> bool:
+        """Separating-axis test of two rotated rectangles."""
+        mine, theirs = self.corners(), other.corners()
+        for c, s in ((self[2], self[3]), (-self[3], self[2]), (other[2], other[3]), (-other[3], other[2])):
+            a = [c * x + s * y for x, y in mine]
+            b = [c * x + s * y for x, y in theirs]
+            if max(a) <= min(b) or max(b) <= min(a):
+                return False
+        return True
+
+    def hits_disc(self, centre, radius: float) -> bool:
+        cx, cy, c, s, w, h = self
+        dx, dy = centre[0] - cx, centre[1] - cy
+        u, v = c * dx + s * dy, -s * dx + c * dy  # the centre in the box's frame
+        return math.hypot(u - min(max(u, -w), w), v - min(max(v, -h), h)) < radius
+
+
+def _draw_edge_probabilities(ax, dag: nx.DiGraph, pos: dict[str, tuple[float, float]], fan_in: bool,
+                             node_size: float = 300.0) -> list:
+    """Edge attribute ``prob`` (2 decimals) written along each edge, at the first of a few
+    positions on it (:data:`_POSITIONS`) where its box overlaps neither a label placed before nor
+    a node (greedy placement in display coordinates; where no position is free, the one with the
+    fewest overlaps). Edges into terminal states are labelled only if ``fan_in``.
+
+    :returns: the label :class:`~matplotlib.text.Text` objects.
+    """
     to_display = ax.transData
-    points = ax.figure.dpi / 72.0
-    for u in dag:
-        edges = []
-        for v in dag.successors(u):
-            if "prob" in dag.edges[u, v]:
-                (x0, y0), (x1, y1) = to_display.transform([pos[u], pos[v]])
-                edges.append((math.atan2(y1 - y0, x1 - x0), v, x0, y0, x1, y1))
-        for rank, (angle, v, x0, y0, x1, y1) in enumerate(sorted(edges)):
-            if dag.nodes[v]["kind"] == "terminal" and not fan_in:
-                continue
-            if dag.nodes[v]["kind"] == "terminal":
-                step = (34.0 + 26.0 * (rank % 3)) * points / math.hypot(x1 - x0, y1 - y0)
-            else:
-                step = 0.3
-            x, y = to_display.inverted().transform((x0 + step * (x1 - x0), y0 + step * (y1 - y0)))
-            ax.text(x, y, f"{dag.edges[u, v]['prob']:.2f}", fontsize=6.5, ha="center", va="center",
-                    rotation=math.degrees(angle), rotation_mode="anchor", zorder=5,
-                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "#999999", "lw": 0.3, "alpha": 0.9})
+    renderer = ax.figure.canvas.get_renderer()
+    probe = ax.text(0.0, 0.0, "0.00", **_LABEL_STYLE)
+    extent = probe.get_window_extent(renderer)
+    probe.remove()
+    pixels = ax.figure.dpi / 72.0
+    pad = 2 * 0.12 * _LABEL_STYLE["fontsize"] * pixels + 2.0  # the box's padding and a 1-pixel margin
+    half_w, half_h = (extent.width + pad) / 2, (extent.height + pad) / 2
+    radius = math.sqrt(node_size) / 2 * pixels  # node_size is the disc's area in points^2
+    discs = [tuple(to_display.transform(pos[v])) for v in dag]
+    placed, texts = [], []
+    edges = [(u, v) for u, v in dag.edges if "prob" in dag.edges[u, v]
+             and (fan_in or dag.nodes[v]["kind"] != "terminal")]
+    edges.sort(key=lambda e: (dag.nodes[e[1]]["kind"] == "terminal", dag.nodes[e[0]]["depth"], -pos[e[0]][1],
+                              -pos[e[1]][1]))
+    for u, v in edges:
+        (x0, y0), (x1, y1) = to_display.transform([pos[u], pos[v]])
+        angle = math.atan2(y1 - y0, x1 - x0)
+        c, s = math.cos(angle), math.sin(angle)
+        best = None
+        for t in _FAN_IN_POSITIONS if dag.nodes[v]["kind"] == "terminal" else _POSITIONS:
+            box = _Box((x0 + t * (x1 - x0), y0 + t * (y1 - y0), c, s, half_w, half_h))
+            cost = sum(box.overlaps(other) for other in placed) + sum(box.hits_disc(d, radius) for d in discs)
+            if best is None or cost < best[0]:
+                best = (cost, box)
+            if cost == 0:
+                break
+        box = best[1]
+        placed.append(box)
+        x, y = to_display.inverted().transform(box[:2])
+        texts.append(ax.text(x, y, f"{dag.edges[u, v]['prob']:.2f}", rotation=math.degrees(angle), **_LABEL_STYLE))
+    return texts
 
 
 def _graphml_ready(dag: nx.DiGraph) -> nx.DiGraph:
@@ -376,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="label the DAG with this model's policy: a path or pretrained:NAME:OBJECTIVE")
     parser.add_argument("--data", type=Path, default=None,
                         help="points (N, D) (.npy or .csv) for --checkpoint; default: drawn from its CRP mixture")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the drawn points (default 0)")
+    parser.add_argument("--seed", type=seed_value, default=None, help="seed of the drawn points (default 0)")
     parser.add_argument("--flow", choices=FLOWS, default=None,
                         help="flow parametrisation of the residuals (default: the checkpoint's)")
     parser.add_argument("--float64", action="store_true",

@@ -17,39 +17,19 @@ References
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError
-from gfncp_pyro.cli import OneLineParser, UserError, int_at_least
+from gfncp_pyro.cli import HYPER_RANGE, OneLineParser, UserError, hyper_parameter, int_at_least, seed_value
 from gfncp_pyro.interrupts import run_interruptible
-from gfncp_pyro.outputs import check_output_dir, check_output_file
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.partitions import MAX_ENUMERATION_N
 from gfncp_pyro.subset_dp import MAX_DP_N
 
 __all__ = ["exact_posterior", "main", "HYPER_RANGE"]
-
-HYPER_RANGE = (1e-8, 1e8)
-"""Supported values of ``--alpha``, ``--sigma-mu`` and ``--sigma-x`` (checked when the arguments
-are parsed): wide enough for any data in sensible units, narrow enough that the squares and
-ratios of the exact maths stay far from float64 overflow."""
-
-
-def _hyper(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    low, high = HYPER_RANGE
-    if not (math.isfinite(value) and low <= value <= high):
-        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text!r}; rescale the data instead "
-                                         "of the hyper-parameters")
-    return value
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
@@ -59,10 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--N", type=int_at_least(1), default=8, help=f"points per data set (1..{MAX_ENUMERATION_N} by "
                         f"enumeration, up to {MAX_DP_N} with the subset DP)")
     parser.add_argument("--datasets", type=int_at_least(1), default=50, help="number of seeded data sets")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data sets and of all sampling")
-    parser.add_argument("--alpha", type=_hyper, default=None, help="CRP concentration (default: the models')")
-    parser.add_argument("--sigma-mu", type=_hyper, default=None, help="prior std of cluster means")
-    parser.add_argument("--sigma-x", type=_hyper, default=None, help="std of points around their means")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the data sets and of all sampling")
+    parser.add_argument("--alpha", type=hyper_parameter, default=None, help="CRP concentration (default: the models')")
+    parser.add_argument("--sigma-mu", type=hyper_parameter, default=None, help="prior std of cluster means")
+    parser.add_argument("--sigma-x", type=hyper_parameter, default=None, help="std of points around their means")
     parser.add_argument("--gfncp", default="pretrained:mog2d-small:gfncp", help="GFNCP checkpoint ('none': skip)")
     parser.add_argument("--ncp", default="pretrained:mog2d-small:ncp", help="NCP checkpoint ('none': skip)")
     parser.add_argument("--no-models", action="store_true", help="exact posterior only")
@@ -88,10 +68,7 @@ def _run(args) -> int:
     from .report import run_validation
 
     try:
-        if args.json is not None:
-            check_output_file(args.json, "--json")
-        check_output_dir(args.out, "--out")
-        return run_validation(args)
+        return run_validation(args)  # checks --json and --out first
     except (ValueError, CheckpointError, UserError, OverflowError) as err:
         return _fail(" ".join(str(err).split()))
 

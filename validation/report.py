@@ -7,26 +7,26 @@ import math
 import statistics
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from gfncp_pyro import decoding, metrics, policy
-from gfncp_pyro.cli import UserError
+from gfncp_pyro.cli import UserError, check_network_outputs
 from gfncp_pyro.config import preset
 from gfncp_pyro.distributions import ChineseRestaurantProcess
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.loading import ModelMismatchError, check_model, load_pretrained, model_for
 from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.outputs import check_output_dir, check_output_file, write_atomic
 from gfncp_pyro.partitions import MAX_ENUMERATION_N, bell_number
 from gfncp_pyro.subset_dp import MAX_DP_N, subset_posterior
 
 from .compare import compare_one
 from .plots import plot_ecdfs, plot_top_partitions
 
-__all__ = ["run_validation", "compare_dp"]
+__all__ = ["run_validation", "compare_dp", "format_table"]
 
 HEADLINE = ["tv", "tv_orders", "kl_pq", "kl_qp", "js", "entropy_q", "reward_tv", "reward_kl_pq", "entropy_reward",
             "map_agreement", "q_mass_on_top10", "sdpp_map", "mc_true_paper", "mc_true_consistent", "mc_true_offset",
@@ -105,6 +105,7 @@ def _models(args, requested: dict) -> tuple[dict, CRPMixture]:
         if trained is None:
             raise UserError(f"{name} checkpoint {spec} was trained on {config.data}; the exact validation needs a "
                             "Gaussian-mixture model (e.g. pretrained:mog2d-small:gfncp)")
+        check_network_outputs(net, spec)
         loaded[name] = (spec, net, trained, config)
     if len(loaded) == 2:
         (a, (spec_a, _, first, _)), (b, (spec_b, _, second, _)) = loaded.items()
@@ -144,11 +145,36 @@ def _load_data(args, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _summary(values: list[float]) -> dict:
+    """Mean, sample std and median; with infinite values (an IS error or a divergence of a q that
+    underflowed) the mean and median follow them and the std is NaN."""
+    if not all(math.isfinite(v) for v in values):
+        array = np.asarray(values, dtype=np.float64)
+        return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(values) > 1 else 0.0,
+                "median": float(np.median(array))}
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "median": statistics.median(values)}
 
 
+def _refuse_nan(name: str, spec: str, index: int, result: dict) -> dict:
+    """A model's metrics on one data set; NaN (outputs of the network that are not numbers) is a
+    one-line error naming the checkpoint, the metric and the data set."""
+    bad = [key for key, value in result.items() if isinstance(value, float) and math.isnan(value)]
+    if bad:
+        raise UserError(f"{name} checkpoint {spec} gives NaN {', '.join(bad[:4])} on data set {index}: its network's "
+                        "outputs are not finite there (weights that overflow?); use another checkpoint")
+    return result
+
+
 def run_validation(args) -> int:
+    """The validation of ``args`` (parsed by :mod:`validation.exact`); the output paths are
+    checked before any work and the JSON report is written atomically.
+
+    :raises UserError, ValueError: user mistakes (``OutputPathError`` for an output path that
+        cannot be written), reported in one line by :func:`validation.exact.main`.
+    """
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    check_output_dir(args.out, "--out")
     if args.datasets < 1 or args.orders < 0 or args.importance < 1 or args.sdpp_orders < 1:
         raise UserError("--datasets, --importance and --sdpp-orders must be >= 1 and --orders >= 0")
     requested = {"alpha": args.alpha, "sigma_mu": args.sigma_mu, "sigma_x": args.sigma_x}
@@ -169,6 +195,7 @@ def run_validation(args) -> int:
         raise UserError(f"N={n} has Bell({n}) = {bell_number(n):.3g} partitions, beyond enumeration "
                         f"(N <= {MAX_ENUMERATION_N}); add --dp for the subset dynamic programme (N <= {MAX_DP_N})")
     generator = torch.Generator().manual_seed(args.seed + 1)
+    specs = {"GFNCP": args.gfncp, "NCP": args.ncp}
     per_model: dict[str, list[dict]] = {name: [] for name in models}
     exact_rows, cases = [], []
     start = time.perf_counter()
@@ -179,7 +206,8 @@ def run_validation(args) -> int:
             dp = subset_posterior(x, mixture.alpha, likelihood=mixture.likelihood)
             exact_rows.append({"log_evidence": float(dp.log_evidence)})
             for name, (net, _) in models.items():
-                per_model[name].append(compare_dp(net, x, dp, mixture, args.importance, args.sdpp_orders, generator))
+                result = compare_dp(net, x, dp, mixture, args.importance, args.sdpp_orders, generator)
+                per_model[name].append(_refuse_nan(name, specs[name], i, result))
             continue
         exact = exact_posterior(x, mixture.alpha, likelihood=mixture.likelihood)
         row = {"log_evidence": float(exact.log_evidence), "entropy": exact.entropy}
@@ -196,7 +224,7 @@ def run_validation(args) -> int:
             if t_true is None:
                 for key in [k for k in result if k.startswith("mc_true_")]:
                     result.pop(key)
-            per_model[name].append(result)
+            per_model[name].append(_refuse_nan(name, specs[name], i, result))
         if len(cases) < 3:
             cases.append({"title": f"data set {i} (N={n}): exact posterior vs q(c|x) along the identity order",
                           "labels": exact.labels, "log_p": exact.log_posterior, "log_q": log_q})
@@ -211,7 +239,6 @@ def run_validation(args) -> int:
         "per_dataset": {name: rows for name, rows in per_model.items()},
     }
     _print(report, use_dp)
-    args.out.mkdir(parents=True, exist_ok=True)
     if models:
         if cases:
             plot_top_partitions(cases, args.out / f"top_partitions_N{n}.png")
@@ -220,25 +247,40 @@ def run_validation(args) -> int:
         plot_ecdfs(ecdf, args.out / f"ecdf_N{n}.png")
         print(f"wrote figures to {args.out}/")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_atomic(args.json, json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def format_table(header: list[str], rows: list[list[str]], gap: int = 2) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned, each as wide
+    as its widest cell, columns separated by at least ``gap`` spaces, so that cells never run
+    together whatever the numbers' lengths."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        lines.append((" " * gap).join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def _print(report: dict, use_dp: bool) -> None:
     print(f"\n{report['method']}: {report['datasets']} data set(s) of N={report['N']} from the CRP mixture "
           f"{report['model']}, seed {report['seed']} ({report['elapsed_s']:.1f} s)")
-    for key, s in report["exact"].items():
-        print(f"  exact {key:<22} mean {s['mean']:.4f}  std {s['std']:.4f}  median {s['median']:.4f}")
+    exact = [[f"exact {key}", f"{s['mean']:.4f}", f"{s['std']:.4f}", f"{s['median']:.4f}"]
+             for key, s in report["exact"].items()]
+    print(format_table(["", "mean", "std", "median"], exact))
     if not report["models"]:
         return
     names = list(report["models"])
-    print(f"\n{'metric':<24}" + "".join(f"{n + ' mean':>14}{'std':>9}{'median':>9}" for n in names))
+    header = ["metric"] + [f"{name} {column}" for name in names for column in ("mean", "std", "median")]
+    rows = []
     for metric in DP_HEADLINE if use_dp else HEADLINE:
-        cells = []
+        row = [metric]
         for name in names:
             s = report["models"][name].get(metric)
-            cells.append(f" {s['mean']:>13.4g} {s['std']:>8.3g} {s['median']:>8.4g}" if s else f"{'-':>32}")
-        print(f"{metric:<24}" + "".join(cells))
+            row += [f"{s['mean']:.4g}", f"{s['std']:.3g}", f"{s['median']:.4g}"] if s else ["-", "-", "-"]
+        rows.append(row)
+    print()
+    print(format_table(header, rows))
     sys.stdout.flush()
