@@ -49,19 +49,20 @@ References
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import pyro
 import pyro.distributions as dist
 import torch
 
 from ._checks import positive_float
+from .batch import SetBatch
 from .distributions import ChineseRestaurantProcess, GaussianMixtureMarginal, sample_crp_labels
 from .distributions.provenance import with_provenance_of
 from .likelihoods import IsotropicGaussian
 from .partitions import PAD_LABEL, lengths_to_mask
 
-__all__ = ["CRPMixture", "DynamicMeans", "DynamicMeansNormal", "MixtureBatch", "Variant", "dynamic_batch_error",
+__all__ = ["CRPMixture", "DynamicMeans", "DynamicMeansNormal", "Variant", "dynamic_batch_error",
            "dynamic_stack_error", "mog2d"]
 
 Variant = Literal["dynamic", "padded", "collapsed"]
@@ -141,26 +142,6 @@ def _means_of_points(mu: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return mu[c]
     index = c.squeeze(-2)
     return mu.gather(-2, index.unsqueeze(-1).expand(index.shape + mu.shape[-1:]))
-
-
-class MixtureBatch(NamedTuple):
-    """A padded batch of data sets drawn from the model.
-
-    :ivar x: points ``(B, N_max, D)``, zeros at padding.
-    :ivar labels: canonical labels ``(B, N_max)``, ``PAD_LABEL`` at padding.
-    :ivar mask: ``(B, N_max)``, True on real points.
-    :ivar means: cluster means ``(B, N_max, D)``; slot ``k`` is cluster ``k``, slots ``>= K``
-        are prior draws that no point uses.
-    """
-
-    x: torch.Tensor
-    labels: torch.Tensor
-    mask: torch.Tensor
-    means: torch.Tensor
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.mask.sum(-1)
 
 
 class CRPMixture:
@@ -291,7 +272,7 @@ class CRPMixture:
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
         device=None,
-    ) -> MixtureBatch:
+    ) -> SetBatch:
         """Draw one data set per entry of ``lengths`` from exactly this model's distribution.
 
         Labels come from the exact vectorised CRP sampler; the means of all ``N_max`` slots and
@@ -299,7 +280,7 @@ class CRPMixture:
         seed gives the same batch on every device) and then moved to ``device``.
 
         :param lengths: set sizes ``(B,)``, each >= 1.
-        :returns: a :class:`MixtureBatch`.
+        :returns: a :class:`~gfncp_pyro.batch.SetBatch` with ``means``.
         """
         lengths = torch.as_tensor(lengths, dtype=torch.long)
         if lengths.ndim != 1 or lengths.numel() == 0:
@@ -319,7 +300,7 @@ class CRPMixture:
         index = labels.clamp(min=0).unsqueeze(-1).expand(-1, -1, self.dim)
         x = torch.where(mask.unsqueeze(-1), means.gather(1, index) + noise, 0.0)
         labels = torch.where(mask, labels, PAD_LABEL)
-        return MixtureBatch(
+        return SetBatch(
             x=x.to(dtype=dtype, device=device),
             labels=labels.to(device),
             mask=mask.to(device),

@@ -1,7 +1,7 @@
 """Training objectives as objects: GFNCP (Eq. 29 and Alg. 1 in [1]) and NCP (Eq. 11).
 
 Each objective has ``loss(net, batch, generator, *, step=None, bf16=False) -> (loss, parts)``:
-the scalar to minimise on one :class:`~gfncp_pyro.train.TrainingBatch` (averaged over its
+the scalar to minimise on one :class:`~gfncp_pyro.batch.SetBatch` (averaged over its
 sets) and a dict of float diagnostics. The trainer only calls it; which terms exist, and how
 they are weighted at iteration ``step``, is the objective's business.
 
@@ -44,7 +44,7 @@ from .nn import EnergyNet
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import TrainConfig
-    from .train import TrainingBatch
+    from .batch import SetBatch
 
 __all__ = ["GFNCPObjective", "NCPObjective", "objective_from_config", "first_state_energy"]
 
@@ -63,7 +63,7 @@ def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torc
         return net.f(G, unassigned).to(h.dtype)
 
 
-def _step_subset(mc_steps: int | None, batch: "TrainingBatch", generator: torch.Generator):
+def _step_subset(mc_steps: int | None, batch: "SetBatch", generator: torch.Generator):
     if mc_steps is None:
         return None
     lengths = batch.mask.sum(1)
@@ -80,7 +80,7 @@ class NCPObjective:
 
     mc_steps: int | None = None
 
-    def loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator, *,
+    def loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator, *,
              step: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
         subset = _step_subset(self.mc_steps, batch, generator)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
@@ -204,7 +204,7 @@ class GFNCPObjective:
             return 1.0
         return min(1.0, (step - start + 1) / self.mc_ramp)
 
-    def _variance_loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator,
+    def _variance_loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator,
                        step: int | None, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
         """``balance="variance"``: the NLL averaged over ``balance_orders`` orders of the data
         partition plus the weighted variance of ``log q + E`` over those trajectories and
@@ -291,7 +291,7 @@ class GFNCPObjective:
         labels[explore] = rows
         return labels
 
-    def loss(self, net: EnergyNet, batch: "TrainingBatch", generator: torch.Generator, *,
+    def loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator, *,
              step: int | None = None, bf16: bool = False,
              reward: Literal["cd", "nll"] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The objective on one batch, averaged over sets, and its parts.

@@ -29,13 +29,12 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .batch import SetBatch
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .data import exploration_mask, random_lengths, random_orders, with_exploration
@@ -44,7 +43,7 @@ from .interrupts import Interrupted
 from .nn import EnergyNet
 from .objectives import GFNCPObjective, objective_from_config
 
-__all__ = ["Trainer", "TrainingBatch", "draw_batch", "batch_loss", "resolve_device", "cosine_lr",
+__all__ = ["Trainer", "draw_batch", "batch_loss", "resolve_device", "cosine_lr",
            "NonFiniteLossError"]
 
 
@@ -67,16 +66,6 @@ _DEVICE_TYPES = ("cpu", "cuda", "mps")
 def cosine_lr(step: int, iterations: int, lr: float, lr_min: float) -> float:
     """The learning rate at ``step`` of a run planned for ``iterations`` steps (module docstring)."""
     return lr_min + (lr - lr_min) * (1.0 + math.cos(math.pi * step / iterations)) / 2.0
-
-
-class TrainingBatch(NamedTuple):
-    """Sets for one iteration: points, (possibly exploration) labels, mask, orders, flags."""
-
-    x: torch.Tensor
-    labels: torch.Tensor
-    mask: torch.Tensor
-    orders: torch.Tensor
-    is_data: torch.Tensor  # (B,) True where the labels are the data partition
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,7 +102,7 @@ def iteration_generator(seed: int, rank: int, step: int) -> torch.Generator:
 
 
 def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.device, dtype=torch.float32,
-               batch_size: int | None = None, explore: bool = True, source=None) -> TrainingBatch:
+               batch_size: int | None = None, explore: bool = True, source=None) -> SetBatch:
     """One training batch of ``config``'s data (:func:`~gfncp_pyro.data.sources.training_source`:
     for Gaussian mixtures exactly the Pyro model's distribution, via
     :meth:`CRPMixture.sample_batch`; for images and embeddings instance discrimination), with
@@ -130,7 +119,7 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
         labels = with_exploration(labels, lengths, flags, generator)
     else:
         flags = torch.zeros(batch_size, dtype=torch.bool)
-    return TrainingBatch(
+    return SetBatch(
         x=data.x.to(device=device, dtype=dtype),
         labels=labels.to(device),
         mask=data.mask.to(device),
@@ -139,7 +128,7 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
     )
 
 
-def batch_loss(net: EnergyNet, config: TrainConfig, batch: TrainingBatch, generator: torch.Generator,
+def batch_loss(net: EnergyNet, config: TrainConfig, batch: SetBatch, generator: torch.Generator,
                bf16: bool = False, reward: str | None = None, step: int | None = None
                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The objective of ``config`` (:func:`~gfncp_pyro.objectives.objective_from_config`) on one
@@ -295,7 +284,7 @@ class Trainer:
                     dist.all_reduce(p.grad)
                     p.grad /= self.world
 
-    def _loss(self, batch: TrainingBatch, generator: torch.Generator):
+    def _loss(self, batch: SetBatch, generator: torch.Generator):
         return self.objective.loss(self.net, batch, generator, step=self.step, bf16=self.bf16)
 
     def evaluate_panel(self) -> dict[str, float]:

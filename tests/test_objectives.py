@@ -21,7 +21,7 @@ from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.objectives import GFNCPObjective, NCPObjective, first_state_energy, objective_from_config
-from gfncp_pyro.train import TrainingBatch, draw_batch, iteration_generator
+from gfncp_pyro.train import draw_batch, iteration_generator
 from test_order_invariance import oracle_step_energies
 
 NET = ref.make_net(5, torch.float64, flow_head=True)

@@ -17,33 +17,15 @@ References
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from .._checks import check_lengths, check_positive_int, make_generator, positive_float
+from ..batch import SetBatch
 from ..distributions.crp import sample_crp_labels
 from ..partitions import PAD_LABEL
 from .augment import EmbeddingAugment, ImageAugment, _describe, augment_embeddings, augment_images
 
-__all__ = ["SetBatch", "instance_sets", "class_sets"]
-
-
-class SetBatch(NamedTuple):
-    """A padded batch of ``B`` sets with their partitions.
-
-    :ivar x: points ``(B, N_max, *point_shape)`` in the pool's dtype on the requested device,
-        zero at padding.
-    :ivar labels: canonical labels ``(B, N_max)`` (``torch.long``), ``PAD_LABEL`` at padding.
-    :ivar mask: ``(B, N_max)`` bool, ``True`` on the first ``N_b`` positions of row ``b``.
-    :ivar source: ``(B, N_max)`` long, the pool index of each point (of its anchor for an
-        augmented point), ``-1`` at padding.
-    """
-
-    x: torch.Tensor
-    labels: torch.Tensor
-    mask: torch.Tensor
-    source: torch.Tensor
+__all__ = ["instance_sets", "class_sets"]
 
 
 def _check_points(points, augment) -> torch.Tensor:
@@ -157,7 +139,7 @@ def instance_sets(points, lengths, alpha, generator, augment=None, device=None) 
     source = torch.where(mask, anchors.gather(1, labels.clamp(min=0)), -1)
     augmented = mask & (_rank_in_cluster(labels) > 0)
     x = _assemble(points, source, mask, augmented, augment, generator, device)
-    return SetBatch(x, labels.to(device), mask.to(device), source.to(device))
+    return SetBatch(x, labels.to(device), mask.to(device), source=source.to(device))
 
 
 def _check_pool_labels(labels, pool: int) -> torch.Tensor:
@@ -249,4 +231,4 @@ def class_sets(points, labels, lengths, alpha, generator, augment=None, device=N
     position = class_start[cluster_class] + _rank_in_cluster(partition)
     source = torch.where(mask, by_class.gather(1, position.clamp(max=pool - 1)), -1)
     x = _assemble(points, source, mask, mask, augment, generator, device)
-    return SetBatch(x, partition.to(device), mask.to(device), source.to(device))
+    return SetBatch(x, partition.to(device), mask.to(device), source=source.to(device))

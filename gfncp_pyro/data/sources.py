@@ -22,10 +22,11 @@ References
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..batch import SetBatch
 from ..partitions import canonicalize
 from .image_sets import class_sets, instance_sets
 from .pools import LabeledPool, class_split, index_split, parse_range
@@ -34,17 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import TrainConfig
     from ..models import CRPMixture
 
-__all__ = ["SetDraw", "MixtureSource", "InstanceSource", "ClassSource", "split_pool", "load_pool",
+__all__ = ["MixtureSource", "InstanceSource", "ClassSource", "split_pool", "load_pool",
            "training_source", "evaluation_source"]
-
-
-class SetDraw(NamedTuple):
-    """A batch of sets: points ``(B, N_max, *point_shape)``, canonical labels ``(B, N_max)``
-    (``PAD_LABEL`` at padding), mask ``(B, N_max)``."""
-
-    x: torch.Tensor
-    labels: torch.Tensor
-    mask: torch.Tensor
 
 
 def _fixed_k_labels(lengths: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -72,7 +64,7 @@ class MixtureSource:
         self.mixture = mixture
         self.fixed_k = fixed_k
 
-    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetDraw:
+    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetBatch:
         data = self.mixture.sample_batch(lengths, generator=generator, dtype=torch.float64)
         labels, x = data.labels, data.x
         if self.fixed_k is not None:
@@ -80,7 +72,7 @@ class MixtureSource:
             noise = self.mixture.sigma_x * torch.randn(x.shape, generator=generator, dtype=torch.float64)
             means = data.means.gather(1, labels.clamp(min=0).unsqueeze(-1).expand_as(x))
             x = torch.where(data.mask.unsqueeze(-1), means + noise, 0.0)
-        return SetDraw(x.to(device=device, dtype=dtype), labels.to(device), data.mask.to(device))
+        return SetBatch(x.to(device=device, dtype=dtype), labels.to(device), data.mask.to(device))
 
 
 class InstanceSource:
@@ -95,9 +87,9 @@ class InstanceSource:
     def __init__(self, pool: LabeledPool, alpha: float, augment=None):
         self.pool, self.alpha, self.augment = pool, alpha, augment
 
-    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetDraw:
+    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetBatch:
         sets = instance_sets(self.pool.points, lengths, self.alpha, generator, augment=self.augment, device=device)
-        return SetDraw(sets.x.to(dtype), sets.labels, sets.mask)
+        return SetBatch(sets.x.to(dtype), sets.labels, sets.mask)
 
 
 class ClassSource:
@@ -113,10 +105,10 @@ class ClassSource:
     def __init__(self, pool: LabeledPool, alpha: float, augment=None):
         self.pool, self.alpha, self.augment = pool, alpha, augment
 
-    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetDraw:
+    def draw(self, lengths: torch.Tensor, generator: torch.Generator, device, dtype=torch.float32) -> SetBatch:
         sets = class_sets(self.pool.points, self.pool.labels, lengths, self.alpha, generator, augment=self.augment,
                           device=device)
-        return SetDraw(sets.x.to(dtype), sets.labels, sets.mask)
+        return SetBatch(sets.x.to(dtype), sets.labels, sets.mask)
 
 
 def split_pool(pool: LabeledPool, split: str) -> tuple[LabeledPool, LabeledPool]:
