@@ -37,3 +37,8 @@ class SetBatch(NamedTuple):
     is_data: torch.Tensor | None = None
     means: torch.Tensor | None = None
     source: torch.Tensor | None = None
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Set sizes ``N_b`` ``(B,)``."""
+        return self.mask.sum(1)
