@@ -36,7 +36,7 @@ def test_race_at_n5_writes_json_and_png(tmp_path):
     assert code == 0
     data = json.loads(report.read_text())
     assert data["N"] == 5 and data["datasets"] == 2 and data["metric"] == "tv"
-    _check_schema(data, "seconds_to_tv", ("0.1", "0.05"))
+    _check_schema(data, "seconds_to_tv", ("0.1", "0.05", "0.02"))
     assert data["methods"]["gfncp_is"]["samples"] == [10, 20]
     assert data["methods"]["gibbs"]["sweeps"] == [1, 2, 4]
     for name in ("gfncp", "ncp"):
