@@ -15,6 +15,7 @@ References
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import torch
@@ -29,15 +30,24 @@ __all__ = ["evaluate", "summarize"]
 
 
 def summarize(values: list[float]) -> dict:
-    """Mean, std (sample), median, min, max and count of a list of numbers."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
+    """Mean, std (sample), median, min, max and count of a list of numbers.
+
+    Non-finite values (e.g. an infinite MC metric of a diverged model on some sets) are left out
+    of the statistics and counted in ``"nonfinite"`` (present only when there are any); with no
+    finite value at all the statistics are NaN."""
+    values = [float(v) for v in values]
+    finite = [v for v in values if math.isfinite(v)]
+    summary = {
+        "mean": statistics.fmean(finite) if finite else math.nan,
+        "std": statistics.stdev(finite) if len(finite) > 1 else (0.0 if finite else math.nan),
+        "median": statistics.median(finite) if finite else math.nan,
+        "min": min(finite) if finite else math.nan,
+        "max": max(finite) if finite else math.nan,
         "n": len(values),
     }
+    if len(finite) < len(values):
+        summary["nonfinite"] = len(values) - len(finite)
+    return summary
 
 
 def evaluate(

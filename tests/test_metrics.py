@@ -35,3 +35,18 @@ def test_the_metrics_live_in_one_module():
     assert infer.total_variation is metrics.total_variation and infer.co_clustering is metrics.co_clustering
     from gfncp_pyro import policy, tabulate
     assert not hasattr(policy, "sdpp") and not hasattr(tabulate, "divergences")
+
+
+def test_summarize_leaves_out_and_counts_non_finite_values():
+    import math
+    import statistics
+
+    from gfncp_pyro.evaluation import summarize
+
+    clean = summarize([1.0, 2.0, 4.0])
+    assert clean == {"mean": statistics.fmean([1, 2, 4]), "std": statistics.stdev([1, 2, 4]), "median": 2.0,
+                     "min": 1.0, "max": 4.0, "n": 3}
+    mixed = summarize([1.0, math.inf, 2.0, 4.0, math.nan])
+    assert {k: mixed[k] for k in clean} == {**clean, "n": 5} and mixed["nonfinite"] == 2
+    empty = summarize([math.inf])
+    assert math.isnan(empty["mean"]) and empty["nonfinite"] == 1 and empty["n"] == 1
