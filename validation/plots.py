@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gfncp_pyro.outputs import write_atomic_with
 from gfncp_pyro.partitions import labels_to_blocks
 
 __all__ = ["plot_top_partitions", "plot_ecdfs", "plot_learning_curves", "read_panel_curve"]
@@ -14,13 +15,17 @@ __all__ = ["plot_top_partitions", "plot_ecdfs", "plot_learning_curves", "read_pa
 COLORS = {"exact": "#333333", "GFNCP": "#dd8452", "NCP": "#4c72b0"}
 
 
-def _plt():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure outside pyplot (no global backend switch, nothing to close)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(**kwargs)
 
-    return plt
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Write ``fig`` as a PNG atomically (temp file, then rename)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic_with(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi), "wb")
 
 
 def _blocks(labels: torch.Tensor) -> str:
@@ -32,8 +37,8 @@ def plot_top_partitions(cases: list[dict], path: Path, top: int = 8) -> None:
 
     :param cases: one dict per data set: ``{"title", "labels" (P, N), "log_p" (P,), "log_q": {model: (P,)}}``.
     """
-    plt = _plt()
-    fig, axes = plt.subplots(len(cases), 1, figsize=(11, 3.3 * len(cases)), squeeze=False)
+    fig = _figure(figsize=(11, 3.3 * len(cases)))
+    axes = fig.subplots(len(cases), 1, squeeze=False)
     for ax, case in zip(axes[:, 0], cases):
         order = torch.topk(case["log_p"], min(top, case["log_p"].numel())).indices
         series = {"exact": case["log_p"], **case["log_q"]}
@@ -48,8 +53,7 @@ def plot_top_partitions(cases: list[dict], path: Path, top: int = 8) -> None:
         ax.set_title(case["title"], fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 def plot_ecdfs(values: dict[str, dict[str, list[float]]], path: Path) -> None:
@@ -57,8 +61,8 @@ def plot_ecdfs(values: dict[str, dict[str, list[float]]], path: Path) -> None:
 
     :param values: ``{metric: {model: [value per data set]}}``.
     """
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(values), figsize=(5.2 * len(values), 4.2), squeeze=False)
+    fig = _figure(figsize=(5.2 * len(values), 4.2))
+    axes = fig.subplots(1, len(values), squeeze=False)
     for ax, (metric, per_model) in zip(axes[0], values.items()):
         for model, vals in per_model.items():
             xs = np.sort(np.asarray(vals))
@@ -70,8 +74,7 @@ def plot_ecdfs(values: dict[str, dict[str, list[float]]], path: Path) -> None:
         ax.legend(fontsize=9)
         ax.set_title(f"ECDF of {metric} over data sets")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    _save(fig, path, 130)
 
 
 def read_panel_curve(metrics_path: Path) -> dict[str, list[float]]:
@@ -93,8 +96,8 @@ def plot_learning_curves(runs: dict[str, Path], path: Path) -> None:
     :param runs: ``{label: metrics.jsonl path}`` of runs trained with a fidelity panel.
     :param path: the PNG to write.
     """
-    plt = _plt()
-    fig, (ax_tv, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    ax_tv, ax_h = fig.subplots(1, 2)
     exact_entropy = None
     for label, metrics in runs.items():
         curve = read_panel_curve(metrics)
@@ -112,6 +115,4 @@ def plot_learning_curves(runs: dict[str, Path], path: Path) -> None:
     ax_tv.legend(fontsize=7)
     ax_h.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, 110)
