@@ -230,7 +230,7 @@ def _padded(table, log_z, log_max, best_block, low: int, n: int) -> None:
     log_z[low_bit::step] = _logsumexp_rows(log_z[::step].index_select(0, rests).view(shape).add_(head))
     best, arg = torch.max(log_max[::step].index_select(0, rests).view(shape).add_(head), 1)
     log_max[low_bit::step] = best
-    best_block[low_bit::step] = heads.view(shape).gather(1, arg.unsqueeze(-1)).squeeze(-1).mul_(step).add_(low_bit)
+    best_block[low_bit::step] = arg.mul_(step).add_(low_bit)  # the best column is R (local), never a pad
 
 
 def subset_posterior(
