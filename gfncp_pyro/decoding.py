@@ -363,6 +363,41 @@ def _fused_chains(heads):
     return None if g is None or f is None else (g, f)
 
 
+def _fused_energies(chains, Y_w, P_w, point_t, offset_t, K, slots, all_valid):
+    """One step's candidate energies of :func:`_decode_fused`, ``(B, S, W)`` (``+inf`` at
+    invalid slots), the candidates' projections ``W_G g(H_k + h_t)`` and, when only the valid
+    candidates were evaluated, the first compact row of each decoding (else ``None``).
+
+    ``Y_w``/``P_w``: the clusters' mapped sums and projections ``(B, S, W, .)``; ``point_t``
+    ``(B, width_in)``: ``W_in h_t + b_in``; ``offset_t`` ``(B, hidden)``; ``K`` ``(B, S)``."""
+    g, f = chains
+    batch, S, width, hidden = P_w.shape
+    if all_valid:
+        others = P_w.sum(2, keepdim=True) - P_w
+        z = Y_w + point_t[:, None, None, :]
+        projected = g(z.view(-1, z.shape[-1]))  # (B S W, hidden)
+        first = others.add_(projected.view(batch, S, width, hidden)).add_(offset_t[:, None, None, :])
+        return f(first.view(-1, hidden)).view(batch, S, width), projected, None
+    valid = slots <= K.unsqueeze(-1)
+    index = valid.nonzero(as_tuple=True)
+    others = P_w.sum(2)[index[:2]] - P_w[index]
+    projected = g(Y_w[index] + point_t[index[0]])  # (M, hidden): the valid candidates only
+    values = f(others.add_(projected).add_(offset_t[index[0]]))
+    energy = values.new_full(valid.shape, math.inf).index_put_(index, values.view(-1))
+    sizes = K.view(-1) + 1
+    return energy, projected, torch.cumsum(sizes, 0).sub_(sizes)
+
+
+def _choose(step_log_probs, uniforms_t, K):
+    """The greedy choice (``uniforms_t`` ``None``) or the inverse-CDF sample of each decoding
+    ``(B, S)`` from its step log-probabilities ``(B, S, W)``, at most ``K`` (the new cluster)."""
+    if uniforms_t is None:
+        return step_log_probs.argmax(-1)
+    cdf = step_log_probs.exp().cumsum(-1)
+    target = uniforms_t[..., None] * cdf[..., -1:]
+    return torch.minimum((cdf < target).sum(-1), K)
+
+
 def _decode_fused(heads, chains, y, offset, mask, num_samples, temperature, uniforms):
     """:func:`_decode` on the CPU with the same floating-point operations on the same operands
     as the plain path (:class:`_ClusterState`), so the results are identical, but about half
@@ -381,7 +416,6 @@ def _decode_fused(heads, chains, y, offset, mask, num_samples, temperature, unif
       candidates are evaluated (as in the plain path) and their projections stay compact
       (no ``(B, S, W, hidden)`` scatter).
     """
-    g, f = chains
     batch, n_max = mask.shape
     S = num_samples
     BS = batch * S
@@ -398,7 +432,6 @@ def _decode_fused(heads, chains, y, offset, mask, num_samples, temperature, unif
     Y[:, :, 0] = y[:, 0].unsqueeze(1)
     P[:, :, 0] = p0.unsqueeze(1)
     K = torch.ones(batch, S, dtype=torch.long)
-    K_flat = K.view(-1)
     decodings = torch.arange(BS)
     rows_base = decodings * capacity
     slots = torch.arange(n_max)
@@ -414,33 +447,11 @@ def _decode_fused(heads, chains, y, offset, mask, num_samples, temperature, unif
             Y = torch.cat([Y, Y.new_zeros(batch, S, extra, width_in)], 2)
             P = torch.cat([P, P.new_zeros(batch, S, extra, hidden)], 2)
             rows_base = decodings * capacity
-        P_w = P[:, :, :width]
-        offset_t = offset[:, t]
-        if all_valid:
-            others = P_w.sum(2, keepdim=True) - P_w
-            z = Y[:, :, :width] + points[:, t, None, None, :]
-            projected = g(z.view(-1, width_in))  # (B S W, hidden)
-            first = others.add_(projected.view(batch, S, width, hidden)).add_(offset_t[:, None, None, :])
-            energy = f(first.view(-1, hidden)).view(batch, S, width)
-            compact = None
-        else:
-            valid = slots[:width] <= K.unsqueeze(-1)
-            index = valid.nonzero(as_tuple=True)
-            others = P_w.sum(2)[index[:2]] - P_w[index]
-            z = Y[:, :, :width][index] + points[:, t][index[0]]
-            projected = g(z)  # (M, hidden): the valid candidates only
-            values = f(others.add_(projected).add_(offset_t[index[0]]))
-            energy = values.new_full(valid.shape, math.inf).index_put_(index, values.view(-1))
-            sizes = K_flat + 1
-            compact = torch.cumsum(sizes, 0).sub_(sizes)  # first compact row of each decoding
+        energy, projected, compact = _fused_energies(
+            chains, Y[:, :, :width], P[:, :, :width], points[:, t], offset[:, t], K, slots[:width], all_valid)
         # -inf at the invalid slots, whose energy is +inf: no mask needed
         step_log_probs = torch.log_softmax(energy / -temperature, -1)
-        if uniforms is None:
-            choice = step_log_probs.argmax(-1)
-        else:
-            cdf = step_log_probs.exp().cumsum(-1)
-            target = uniforms[:, :, t, None] * cdf[..., -1:]
-            choice = torch.minimum((cdf < target).sum(-1), K)
+        choice = _choose(step_log_probs, None if uniforms is None else uniforms[:, :, t], K)
         chosen = step_log_probs.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
         choice_flat = choice.view(-1)
         if all_active[t]:
@@ -458,11 +469,8 @@ def _decode_fused(heads, chains, y, offset, mask, num_samples, temperature, unif
         P.view(-1, hidden).index_copy_(0, rows, projected.index_select(0, picked))
         K.add_(grows)
         actions[:, :, t] = choice
-        if BS == 1:
-            width = int(K_flat[0]) + 1
-        else:
-            low, high = torch.aminmax(K)
-            width, all_valid = int(high) + 1, bool(low == high)
+        low, high = torch.aminmax(K)
+        width, all_valid = int(high) + 1, bool(low == high)
     if not all(all_active):
         actions[:, :, 1:].masked_fill_(~mask[:, None, 1:], PAD_LABEL)
     return actions, log_prob
