@@ -25,18 +25,16 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESETS, TrainConfig, preset
-from .data.points import read_points as _read_points
+from .commands import (HYPER_RANGE, MAX_SEED, OneLineParser, UserError, finite_float, float_between,  # noqa: F401
+                       hyper_parameter, int_at_least, one_line as _one_line, seed_value)
+from .data.kinds import EmbeddingData, ImageData
+from .data.points import read_points
 from .interrupts import run_interruptible
+from .loading import check_network_outputs, resolve_model
 from .outputs import check_output_dir, check_output_file, write_atomic
 
 __all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_float", "int_at_least", "hyper_parameter",
            "seed_value", "HYPER_RANGE", "UserError", "check_network_outputs"]
-
-HYPER_RANGE = (1e-8, 1e8)
-"""Supported values of the model's hyper-parameters on the command line (``--alpha``,
-``--sigma-mu``, ``--sigma-x``, ``--test-alpha``; also ``python -m validation.exact``): wide enough
-for data in any sensible units, narrow enough that the squares and ratios of the maths stay far
-from float64 overflow. Rescale the data rather than the hyper-parameters."""
 
 _OVERRIDES = {
     # flag: (config field, type)
@@ -73,88 +71,9 @@ _HELP = {
 }
 
 
-class UserError(Exception):
-    """A mistake in the command line or its inputs: reported in one line, exit status 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``PROG: error: MESSAGE (see PROG --help)``, exit 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def read_points(path: str | Path) -> np.ndarray:
-    """Read points ``(N, D)`` from a ``.csv`` (numbers only, comma-separated, no header),
-    ``.npy`` or ``.npz`` (:func:`gfncp_pyro.data.points.read_points`)."""
-    return _read_points(path)
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def hyper_parameter(text: str) -> float:
-    """A model hyper-parameter within :data:`HYPER_RANGE` (an ``argparse`` type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    low, high = HYPER_RANGE
-    if not (math.isfinite(value) and low <= value <= high):
-        raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text!r}; rescale the data instead "
-                                         "of the hyper-parameters")
-    return value
-
-
-def _float_between(low: float, high: float, low_open: bool):
-    def parse(text: str) -> float:
-        value = finite_float(text)
-        if not (low < value if low_open else low <= value) or value > high:
-            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
-        return value
-    parse.__name__ = "number"
-    return parse
-
-
-MAX_SEED = 2**62
-"""Largest ``--seed`` (seeds are offset by set and iteration numbers and must stay int64)."""
-
-
-def seed_value(text: str) -> int:
-    """A seed: an integer in ``[0, MAX_SEED]`` (an ``argparse`` type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2^62], got {value}")
-    return value
-
-
 _TYPES = {"seed": seed_value, "alpha": hyper_parameter, "sigma_mu": hyper_parameter, "sigma_x": hyper_parameter,
-          "lr": _float_between(0.0, 1.0, low_open=True), "lr_min": _float_between(0.0, 1.0, low_open=False)}
+          "lr": float_between(0.0, 1.0, low_open=True), "lr_min": float_between(0.0, 1.0, low_open=False)}
 """argparse types of the train flags that need more than a finite number."""
-
-
-def int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
 
 
 def _scale(text: str):
@@ -180,42 +99,6 @@ def _pretrained(spec: str) -> tuple[str, str] | None:
         raise UserError(str(err)) from None
 
 
-def resolve_model(spec: str, check_outputs: bool = True):
-    """``(network, config)`` of a checkpoint path or a shipped model (``pretrained:NAME:OBJECTIVE``),
-    loaded by :func:`gfncp_pyro.loading.load_pretrained`; with ``check_outputs`` its outputs are
-    checked too (:func:`check_network_outputs`)."""
-    from .loading import load_pretrained
-
-    _pretrained(spec)  # a malformed pretrained: spec is a UserError
-    network, _, config = load_pretrained(spec)
-    if check_outputs:
-        check_network_outputs(network, spec)
-    return network, config
-
-
-def check_network_outputs(net, spec: str, num_points: int = 8) -> None:
-    """Refuse a network whose outputs are not finite although its weights are (weights so large
-    that the energies overflow): greedy decoding of one seeded set of standard-normal points must
-    give a finite log q. Costs one decoding of ``num_points`` points.
-
-    :raises UserError: naming ``spec`` and the value found.
-    """
-    from . import decoding
-
-    param = next(net.parameters())
-    x = torch.randn((num_points,) + tuple(net.point_shape), generator=torch.Generator().manual_seed(0),
-                    dtype=torch.float64).to(device=param.device, dtype=param.dtype)
-    with torch.no_grad():
-        _, log_q = decoding.greedy(net, x)
-    if not math.isfinite(float(log_q)):
-        raise UserError(f"checkpoint {spec} gives log q = {float(log_q)} on a test set of {num_points} points: its "
-                        "outputs are not finite (weights that overflow?); use another checkpoint or retrain")
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
 def _train_pool(args, config: TrainConfig):
     """The data pool of an image/embedding run, read once; with ``--labels`` (``.npy`` features)
     features and labels are stored together as ``OUT/data.npz``, the run's ``data_path`` (so
@@ -224,11 +107,11 @@ def _train_pool(args, config: TrainConfig):
     from .data.embeddings import load_embeddings, save_embeddings
     from .data.sources import load_pool
 
-    if args.labels is not None and (config.data != "embeddings" or args.data is None
+    if args.labels is not None and (not isinstance(config.kind, EmbeddingData) or args.data is None
                                     or Path(args.data).suffix != ".npy"):
         raise UserError("--labels goes with .npy features: --data FEATURES.npy --labels LABELS.npy and an embeddings "
                         "preset (e.g. --preset embeddings-cpu)")
-    if config.data == "mog" or config.data_path is None:
+    if config.kind.is_mixture or config.data_path is None:
         return config, None
     if args.labels is not None:
         pool = load_embeddings(args.data, args.labels)
@@ -239,7 +122,7 @@ def _train_pool(args, config: TrainConfig):
               file=sys.stderr)
     else:
         pool = load_pool(config)
-    if config.data == "embeddings" and args.x_dim is None and tuple(pool.point_shape) != tuple(config.point_shape):
+    if isinstance(config.kind, EmbeddingData) and args.x_dim is None and tuple(pool.point_shape) != tuple(config.point_shape):
         width = int(pool.point_shape[0])
         print(f"the features of {config.data_path} are {width}-d: the network's input size is {width} (the preset's "
               f"default is {config.dim}; --x-dim sets it)", file=sys.stderr)
@@ -351,17 +234,17 @@ def _evaluate(args) -> int:
     for spec in args.checkpoint:
         net, config = resolve_model(spec)
         if args.data is not None:
-            if config.data == "mog":
+            if config.kind.is_mixture:
                 raise UserError(f"{spec} was trained on Gaussian mixtures; --data applies to image/embedding models")
             config = config.replace(data_path=args.data)
         source = None
-        if config.data != "mog" or args.test_alpha is not None:
+        if not config.kind.is_mixture or args.test_alpha is not None:
             from .data.sources import evaluation_source
 
-            source = evaluation_source(config, pool=pool if config.data == "embeddings" else None, alpha=args.test_alpha)
+            source = evaluation_source(config, pool=pool if isinstance(config.kind, EmbeddingData) else None, alpha=args.test_alpha)
         report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed, sdpp_sets=args.sdpp_sets,
                           sdpp_orders=args.sdpp_orders, progress=not args.no_progress, source=source,
-                          keep_sets=1 if args.figures and config.data == "images" else 0)
+                          keep_sets=1 if args.figures and isinstance(config.kind, ImageData) else 0)
         report["checkpoint"] = spec
         report["objective"] = config.objective
         name = _model_name(spec, config)
@@ -413,7 +296,7 @@ def _input_scale(args, points: np.ndarray, net, config: TrainConfig) -> tuple[np
     from .models import CRPMixture
     from .scale import estimate_scale
 
-    mog = config.data == "mog"
+    mog = config.kind.is_mixture
     if args.scale == "auto" and not mog:
         raise UserError(f"--scale auto needs a model trained on Gaussian mixtures; {args.checkpoint} was trained on "
                         f"{config.data}, whose features must be computed as for its training data (--scale none)")

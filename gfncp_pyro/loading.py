@@ -28,12 +28,15 @@ import os
 import warnings
 from pathlib import Path
 
+import torch
+
 from .checkpoint import CheckpointError, load_model
 from .config import TrainConfig
 from .models import CRPMixture, Variant
 from .nn import EnergyNet
 
-__all__ = ["ModelMismatchError", "check_model", "load_pretrained", "model_for", "parse_shipped", "shipped_path"]
+__all__ = ["ModelMismatchError", "NonFiniteOutputsError", "check_model", "check_network_outputs", "load_pretrained",
+           "model_for", "network_config", "parse_shipped", "resolve_model", "shipped_path"]
 
 DEFAULT_OBJECTIVE = "gfncp"
 _PREFIX = "pretrained:"
@@ -41,6 +44,10 @@ _PREFIX = "pretrained:"
 
 class ModelMismatchError(ValueError):
     """A network is used for a model other than the one it was trained for."""
+
+
+class NonFiniteOutputsError(ValueError):
+    """A network whose weights are finite but whose outputs are not (:func:`check_network_outputs`)."""
 
 
 def _pretrained_dir() -> Path:
@@ -96,7 +103,7 @@ def model_for(config: TrainConfig, variant: Variant = "dynamic") -> CRPMixture |
     """The CRP mixture a network was trained on, from its config (Eq. (1) in [1]).
 
     :returns: ``CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim, variant)``
-        for Gaussian-mixture training data (``config.data == "mog"``); ``None`` for image or
+        for Gaussian-mixture training data (``config.kind.is_mixture``); ``None`` for image or
         embedding data, whose training sets do not come from a Pyro model.
     """
     if not isinstance(config, TrainConfig):
@@ -165,3 +172,41 @@ def network_config(network: EnergyNet) -> TrainConfig | None:
     :func:`load_pretrained`)."""
     config = getattr(network, "gfncp_config", None)
     return config if isinstance(config, TrainConfig) else None
+
+
+def check_network_outputs(network: EnergyNet, spec: str, num_points: int = 8, *, what: str | None = None) -> None:
+    """Refuse a network whose outputs are not finite although its weights are (weights so large
+    that the energies overflow): greedy decoding of one seeded set of standard-normal points must
+    give a finite log q. Costs one decoding of ``num_points`` points and draws nothing from the
+    global RNG.
+
+    :param spec: the network's checkpoint, named in the message.
+    :param what: how the message names the network instead (default ``"checkpoint SPEC"``).
+    :raises NonFiniteOutputsError: naming ``spec`` and the value found.
+    """
+    from . import decoding
+
+    param = next(network.parameters())
+    x = torch.randn((num_points,) + tuple(network.point_shape), generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64).to(device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        _, log_q = decoding.greedy(network, x)
+    if not math.isfinite(float(log_q)):
+        raise NonFiniteOutputsError(
+            f"{what or f'checkpoint {spec}'} gives log q = {float(log_q)} on a test set of {num_points} points: its outputs are "
+            "not finite (weights that overflow?); use another checkpoint or retrain")
+
+
+def resolve_model(spec: str | os.PathLike, check_outputs: bool = True) -> tuple[EnergyNet, TrainConfig]:
+    """``(network, config)`` of a checkpoint path or a shipped model (``pretrained:NAME:OBJECTIVE``),
+    loaded by :func:`load_pretrained`; with ``check_outputs`` its outputs are checked too
+    (:func:`check_network_outputs`).
+
+    :raises ValueError: a malformed spec, a checkpoint that cannot be loaded
+        (:class:`~gfncp_pyro.checkpoint.CheckpointError`) or one whose outputs are not finite.
+    """
+    parse_shipped(spec)  # a malformed pretrained: spec, before any file is opened
+    network, _, config = load_pretrained(spec)
+    if check_outputs:
+        check_network_outputs(network, spec)
+    return network, config

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PARTS = {
-    "base": {"_checks", "batch", "jsonable", "partitions", "outputs", "interrupts"},
+    "base": {"_checks", "batch", "commands", "jsonable", "partitions", "outputs", "interrupts"},
     "maths": {"likelihoods", "exact", "subset_dp", "data.sets"},
     "engine": {"nn", "nn.encoders", "nn.energy", "policy", "decoding", "losses", "flows", "objectives", "tabulate",
                "metrics"},

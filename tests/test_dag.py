@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_order_invariance import oracle_step_energies
 
 from gfncp_pyro import flows, losses, policy
-from gfncp_pyro.cli import resolve_model
+from gfncp_pyro.loading import resolve_model
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.nn import EnergyNet, EnergyNetConfig

@@ -148,16 +148,17 @@ def test_command_refuses_an_image_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["missing-parent", "parent-is-file", "is-directory", "unwritable"])
 def test_unwritable_json_fails_in_one_line_before_any_evaluation(tmp_path, capsys, monkeypatch, where):
-    """validation.report checks --json (and --out) before the data, the exact posteriors and the
+    """validation.exact checks --json (and --out) before the data, the exact posteriors and the
     models: nothing is computed, exit 2, one line, no traceback, nothing written."""
-    from validation import report
+    from validation import exact, report
 
     def never(*args, **kwargs):
         raise AssertionError("the evaluation ran before the output path was checked")
 
+    monkeypatch.setattr(exact, "validate", never)
     monkeypatch.setattr(report, "exact_posterior", never)
     monkeypatch.setattr(report, "subset_posterior", never)
-    monkeypatch.setattr(report, "_models", never)
+    monkeypatch.setattr(report, "_load", never)
     (tmp_path / "a_file").write_text("x")
     json_path = {"missing-parent": tmp_path / "no" / "r.json", "parent-is-file": tmp_path / "a_file" / "r.json",
                  "is-directory": tmp_path, "unwritable": "/proc/gfncp-r.json"}[where]
@@ -189,10 +190,10 @@ def test_the_report_is_written_atomically(tmp_path, monkeypatch):
     assert json.loads(report_path.read_text())["N"] == 3
 
 
-def test_the_table_never_runs_numbers_together(capsys):
+def test_the_table_never_runs_numbers_together():
     """Numbers of any length (the review saw ``8.9e+045.322e+04`` and ``0.0614-0.0004709``) stay
     separate columns: every row splits into its cells, and each cell reads back as its number."""
-    from validation.report import HEADLINE, _print
+    from validation.report import HEADLINE, ValidationReport
 
     values = [8.9e+04, 5.322e+04, 0.0614, -0.0004709, -1.234567e+300, 1e-300, math.nan, -7.0, 123456789.0]
     rng = np.random.default_rng(0)
@@ -200,10 +201,11 @@ def test_the_table_never_runs_numbers_together(capsys):
                               "median": float(rng.choice(values))} for metric in HEADLINE}
               for name in ("GFNCP", "NCP-with-a-long-name")}
     models["GFNCP"].pop("is_tv")
-    report = {"method": "enumeration", "datasets": 2, "N": 5, "model": {}, "seed": 0, "elapsed_s": 0.1,
-              "exact": {"log_evidence": {"mean": -1.234e+05, "std": 5.0, "median": -0.0004709}}, "models": models}
-    _print(report, use_dp=False)
-    lines = capsys.readouterr().out.splitlines()
+    report = ValidationReport(method="enumeration", datasets=2, N=5, model={}, seed=0, elapsed_s=0.1, orders=0,
+                              importance_samples=1, sdpp_orders=1, checkpoints={}, per_dataset={},
+                              exact={"log_evidence": {"mean": -1.234e+05, "std": 5.0, "median": -0.0004709}},
+                              models=models)
+    lines = report.table().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("metric"))
     rows = lines[start + 1:start + 1 + len(HEADLINE)]
     for metric, row in zip(HEADLINE, rows):

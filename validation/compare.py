@@ -5,6 +5,9 @@ order (Eq. 30 without the order factor) and averaged over R random orders (the G
 marginal over orders, Eq. 19), the divergences between p and q, MAP agreement, q's mass on the
 exact top-10, SDPP (Eq. 32) of the exact MAP partition, MC (Eq. 24) of the true partition, and
 self-normalised importance sampling with q as proposal (log evidence, ESS, corrected posterior).
+Beyond enumeration (:func:`compare_dp`), against the subset DP: the co-clustering matrix of q,
+of q reweighted by importance sampling and of the learned reward, MAP agreement, SDPP and the
+importance-sampling evidence.
 
 References
 ----------
@@ -20,11 +23,14 @@ import torch
 
 from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.exact import ExactPosterior
-from gfncp_pyro.nn import EnergyNet
+from gfncp_pyro.infer import collapsed_log_joint
 from gfncp_pyro.metrics import divergences, entropy, sdpp
+from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.nn import EnergyNet
+from gfncp_pyro.subset_dp import SubsetPosterior
 from gfncp_pyro.tabulate import log_normalise, partition_codes, policy_log_q, reward_log_p
 
-__all__ = ["partition_codes", "policy_log_q", "reward_log_p", "divergences", "compare_one"]
+__all__ = ["partition_codes", "policy_log_q", "reward_log_p", "divergences", "compare_one", "compare_dp"]
 
 def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_labels: torch.Tensor,
                 orders: torch.Tensor, num_importance: int = 1000, sdpp_orders: int = 500,
@@ -80,3 +86,38 @@ def compare_one(net: EnergyNet, x: torch.Tensor, exact: ExactPosterior, true_lab
     out["is_tv"] = float(0.5 * (corrected - log_p.exp()).abs().sum())
     out["log_q"] = log_q
     return out
+
+
+def compare_dp(net: EnergyNet, x: torch.Tensor, dp: SubsetPosterior, mixture: CRPMixture, num_importance: int,
+               sdpp_orders: int, generator: torch.Generator) -> dict:
+    """Metrics of one model on one data set against the subset DP (N beyond enumeration):
+    co-clustering errors and the importance-sampling evidence (see the module docstring)."""
+    dtype = next(net.parameters()).dtype
+    n = x.shape[0]
+    samples, log_q = decoding.sample(net, x.to(dtype), num_importance, generator=generator)
+    log_w = collapsed_log_joint(mixture, x.double(), samples) - log_q.double()
+    w = torch.softmax(log_w, 0)
+    same = (samples.unsqueeze(-1) == samples.unsqueeze(-2)).double()
+    exact_cc = dp.coclustering()
+    off = ~torch.eye(n, dtype=torch.bool)
+    with torch.no_grad():  # the learned reward by self-normalised IS, q as proposal (gfncp_pyro.reward)
+        encodings = policy.encode_points(net, x.to(dtype).unsqueeze(0))
+        expanded = policy.Encodings(encodings.h.expand(num_importance, -1, -1),
+                                    encodings.u.expand(num_importance, -1, -1))
+        log_r = -policy.partition_energy(net, expanded, samples).double()
+    w_r = torch.softmax(log_r - log_q.double(), 0)
+    greedy, _ = decoding.greedy(net, x.to(dtype))
+    map_labels, _ = dp.map_partition()
+    with torch.no_grad():
+        value = sdpp(net, x.to(dtype), map_labels, sdpp_orders,
+                     generator=int(torch.randint(0, 2**31 - 1, (1,), generator=generator))).value
+    return {
+        "coclustering_mae": float((same.mean(0) - exact_cc)[off].abs().mean()),
+        "is_coclustering_mae": float(((w[:, None, None] * same).sum(0) - exact_cc)[off].abs().mean()),
+        "reward_coclustering_mae": float(((w_r[:, None, None] * same).sum(0) - exact_cc)[off].abs().mean()),
+        "reward_is_ess": float(1.0 / w_r.square().sum()),
+        "map_agreement": float(torch.equal(greedy, map_labels)),
+        "sdpp_map": float(value),
+        "is_log_evidence_error": float(torch.logsumexp(log_w, 0) - math.log(num_importance) - dp.log_evidence),
+        "is_ess": float(1.0 / w.square().sum()),
+    }

@@ -33,7 +33,9 @@ import networkx as nx
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError
-from gfncp_pyro.cli import OneLineParser, UserError, read_points, resolve_model, seed_value
+from gfncp_pyro.commands import OneLineParser, UserError, seed_value
+from gfncp_pyro.data.points import read_points
+from gfncp_pyro.loading import resolve_model
 from gfncp_pyro.interrupts import run_interruptible
 from gfncp_pyro.outputs import check_output_dir, write_atomic_with
 from gfncp_pyro.losses import FLOWS
@@ -358,7 +360,7 @@ def _checkpoint_points(args) -> tuple[EnergyNet, torch.Tensor, str]:
                             f"{MAX_POLICY_N} (N! * Bell(N) trajectories)")
         x = torch.as_tensor(points, dtype=param.dtype, device=param.device)
     else:
-        if config.data != "mog":
+        if not config.kind.is_mixture:
             raise UserError(f"{args.checkpoint} was trained on {config.data}, not on the Gaussian mixture; pass its "
                             "points with --data FILE")
         n = 3 if args.N is None else args.N

@@ -45,7 +45,8 @@ from pathlib import Path
 import torch
 
 from gfncp_pyro.checkpoint import CheckpointError
-from gfncp_pyro.cli import UserError, resolve_model
+from gfncp_pyro.commands import UserError
+from gfncp_pyro.loading import resolve_model
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.guides import GFNCPGuide
 from gfncp_pyro.infer import PartitionTable, co_clustering, importance, independence_mh, posterior_table, total_variation
@@ -200,7 +201,7 @@ def _load_guides(args, mixture_of) -> tuple[dict, CRPMixture, dict]:
     guides, training, mixture = {}, {}, None
     for name, spec in (("gfncp", args.gfncp), ("ncp", args.ncp)):
         net, config = resolve_model(spec)
-        if config.data != "mog" or config.dim != 2:
+        if not config.kind.is_mixture or config.dim != 2:
             raise UserError(f"{spec} was trained on {config.data} in dimension {config.dim}; the race needs a "
                             "2-D Gaussian-mixture model such as pretrained:mog2d-small:gfncp")
         here = mixture_of(config)
