@@ -10,7 +10,8 @@ Default ``EnergyNetConfig()`` (the paper's MoG sizes, plus the flow head where t
 needs it), float32, a fresh network.
 
 Each configuration reports the median wall time of ``--repeats`` iterations after one warm-up
-iteration, with its minimum, maximum and the process CPU time, and sets/s and points/s; a plain
+iteration, with its minimum, maximum and the process CPU time, sets/s, points/s and the
+matrix-multiply GFLOP of an iteration (``FlopCounterMode``) with the GFLOP/s it reaches; a plain
 ``(80000 x 128) @ (128 x 128)`` float32 matmul is timed beside them. With 2 threads on a machine
 whose cores are busy with other processes, OpenMP's spin-waiting can make the sampler's many
 small operations very slow; ``OMP_WAIT_POLICY`` is recorded.
@@ -92,6 +93,16 @@ def timed(fn, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
+def counted_gflop(fn) -> float:
+    """Matrix-multiply GFLOP of one more call of ``fn`` (forward and backward), counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` (elementwise operations are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -111,9 +122,10 @@ def main() -> None:
             iteration = Iteration(config_of(CASES[name]), seed=1)
             wall, cpu = timed(iteration, args.repeats)
             seconds = statistics.median(wall)
+            gflop = counted_gflop(iteration)
             lines.append(f"{name:<36} {seconds:5.2f} s (min {min(wall):5.2f}, max {max(wall):5.2f}, cpu "
                          f"{statistics.median(cpu):5.2f})  {BATCH / seconds:6.1f} sets/s {BATCH * N / seconds:7.0f} "
-                         "points/s")
+                         f"points/s  {gflop:6.1f} GFLOP {gflop / seconds:6.1f} GFLOP/s")
         a, w = torch.randn(80_000, 128), torch.randn(128, 128)
         seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])
         lines.append(f"plain matmul (80000 x 128) @ (128 x 128): {seconds * 1e3:6.1f} ms, "
