@@ -25,8 +25,8 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESETS, TrainConfig, preset
-from .commands import (HYPER_RANGE, MAX_SEED, OneLineParser, UserError, finite_float, float_between,  # noqa: F401
-                       hyper_parameter, int_at_least, one_line as _one_line, seed_value)
+from .commands import (HYPER_RANGE, OneLineParser, UserError, finite_float, float_between, hyper_parameter,
+                       int_at_least, one_line as _one_line, seed_value)
 from .data.kinds import EmbeddingData, ImageData
 from .data.points import read_points
 from .interrupts import run_interruptible

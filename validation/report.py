@@ -18,6 +18,11 @@ that model (seed ``seed``), the exact posterior is enumerated for ``N <= 12`` or
 subset DP (``dp=True`` or ``N >= 13``), and each network is compared with it by
 :func:`validation.compare.compare_one` (:func:`~validation.compare.compare_dp` for the DP).
 ``python -m validation.exact`` is the command line over this module.
+
+References
+----------
+[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
+    Generative Flow Networks. AISTATS 2025.
 """
 
 from __future__ import annotations
@@ -348,9 +353,9 @@ def validate(models: Mapping[str, str | os.PathLike | EnergyNet], N: int = 8, da
     :param model: the CRP mixture to validate on; default: the one the networks were trained
         for (``mog2d-small``'s without networks), with ``alpha``, ``sigma_mu``, ``sigma_x`` put
         in where given.
-    :param orders: random orders R for q averaged over orders (Eq. 19).
+    :param orders: random orders R for q averaged over orders (Eq. (19) in [1]).
     :param importance: importance samples per data set and model.
-    :param sdpp_orders: orders for SDPP (Eq. 32).
+    :param sdpp_orders: orders for SDPP (Eq. (32) in [1]).
     :param dp: the subset DP even for ``N <= 12`` (always beyond).
     :param force: run networks trained for other hyper-parameters (a warning instead of an
         error; a dimension that differs is always an error).
