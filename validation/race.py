@@ -52,6 +52,7 @@ from gfncp_pyro.guides import GFNCPGuide
 from gfncp_pyro.infer import PartitionTable, co_clustering, importance, independence_mh, posterior_table, total_variation
 from gfncp_pyro.mcmc import CollapsedGibbs
 from gfncp_pyro.models import CRPMixture
+from gfncp_pyro.outputs import write_atomic, write_atomic_with
 from gfncp_pyro.partitions import MAX_ENUMERATION_N
 from gfncp_pyro.subset_dp import MAX_DP_N, subset_posterior
 
@@ -272,13 +273,11 @@ def run_race(args) -> dict:
 
 def plot_race(report: dict, path: Path) -> None:
     """Median error against median seconds, one curve per method, log-log axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # outside pyplot: no global backend switch
 
     dp = report["metric"] != "tv"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for name, m in report["methods"].items():
         curve = m["curve"]
         ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", ms=3, color=COLORS[name], label=LABELS[name])
@@ -292,8 +291,7 @@ def plot_race(report: dict, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_atomic_with(path, lambda handle: fig.savefig(handle, format="png", dpi=120), "wb")
 
 
 def _print(report: dict) -> None:
@@ -320,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_race(report, args.out / f"race_N{args.N}.png")
         print(f"wrote {args.out / f'race_N{args.N}.png'}")
         if args.json is not None:
-            args.json.write_text(json.dumps(report, indent=2))
+            write_atomic(args.json, json.dumps(report, indent=2))
             print(f"wrote {args.json}")
     except (ValueError, CheckpointError, UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
