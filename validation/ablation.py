@@ -145,6 +145,7 @@ def command(name: str, iterations: int, out: str) -> str:
 
 
 def _train(args) -> int:
+    from gfncp_pyro.outputs import write_atomic
     from gfncp_pyro.train import Trainer
 
     torch.set_num_threads(1)
@@ -153,7 +154,7 @@ def _train(args) -> int:
     resume = (out / "last.pt").exists()
     trainer = Trainer(config, out, resume=resume, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    write_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
     print(json.dumps(trainer.fit()))
     return 0
 
