@@ -29,6 +29,7 @@ __all__ = [
     "check_orders",
     "check_positive_int",
     "check_step_subset",
+    "explicit_generator",
     "finite_float",
     "float_in_range",
     "make_generator",
@@ -242,19 +243,23 @@ def float_in_range(value, name: str, low: float, high: float, high_open: bool = 
     return value
 
 
-def make_generator(generator) -> torch.Generator:
+def explicit_generator(generator) -> torch.Generator | None:
     """The package's one RNG rule (Pyro's): a ``torch.Generator`` is used as given, an ``int``
-    seeds a fresh CPU generator (an explicit, reproducible stream), and ``None`` means torch's
-    global CPU RNG (``torch.default_generator``), so that ``pyro.set_rng_seed(s)`` (or
-    ``torch.manual_seed(s)``) controls the draw."""
-    if isinstance(generator, torch.Generator):
+    seeds a fresh CPU generator (an explicit, reproducible stream), and ``None`` stays ``None``:
+    torch's global RNG, which ``pyro.set_rng_seed(s)`` (or ``torch.manual_seed(s)``) controls."""
+    if generator is None or isinstance(generator, torch.Generator):
         return generator
-    if generator is None:
-        return torch.default_generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return torch.Generator().manual_seed(int(generator))
     raise ValueError(f"generator must be a torch.Generator, an int seed or None (torch's global RNG), "
                      f"got {generator!r}")
+
+
+def make_generator(generator) -> torch.Generator:
+    """:func:`explicit_generator`, with ``None`` as the global CPU generator object itself
+    (``torch.default_generator``), for code that draws with an explicit ``generator=``."""
+    explicit = explicit_generator(generator)
+    return torch.default_generator if explicit is None else explicit
 
 
 def positive_float(value, name: str) -> float:

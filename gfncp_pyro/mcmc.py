@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import torch
 
+from ._checks import explicit_generator
 from .distributions import ChineseRestaurantProcess
 from .exact import _check_alpha, _check_x, make_likelihood
 from .partitions import canonicalize, check_canonical, sample_uniform_partitions
@@ -47,15 +48,6 @@ def _count(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _generator(generator) -> torch.Generator | None:
-    """``int`` seed -> a fresh CPU generator; ``None`` -> torch's global RNG."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(int(generator))
-    raise ValueError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
 
 
 class GibbsResult(NamedTuple):
@@ -113,7 +105,7 @@ class CollapsedGibbs:
                              f"of dimension {dim}, got {likelihood!r}")
         self.likelihood = likelihood
         self.num_chains = _count(num_chains, "num_chains", 1)
-        self.generator = _generator(generator)
+        self.generator = explicit_generator(generator)
         self.labels = self._initial_labels(init)
         self._rows = torch.arange(self.num_chains)
         self._log_alpha = math.log(self.alpha)

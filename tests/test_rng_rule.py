@@ -82,7 +82,11 @@ def test_an_int_or_a_generator_is_an_explicit_stream_untouched_by_the_global_rng
 
 
 def test_make_generator_is_the_one_conversion():
-    assert make_generator(None) is torch.default_generator
+    from gfncp_pyro._checks import explicit_generator
+
+    assert make_generator(None) is torch.default_generator and explicit_generator(None) is None
+    with pytest.raises(ValueError, match="int seed or None"):
+        explicit_generator(2.5)
     g = torch.Generator()
     assert make_generator(g) is g
     assert torch.equal(torch.rand(3, generator=make_generator(4)), torch.rand(3, generator=torch.Generator().manual_seed(4)))

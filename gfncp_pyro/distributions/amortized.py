@@ -37,6 +37,7 @@ import torch
 from pyro.distributions import TorchDistribution
 
 from .. import decoding, policy
+from .._checks import explicit_generator
 from ..nn import EnergyNet
 from ..partitions import check_canonical
 from .constraints import canonical_partition
@@ -47,16 +48,6 @@ __all__ = ["AmortizedPartition"]
 
 MAX_TEACHER_ELEMENTS = 2**24
 """Bound on the ``(rows, N, K + 1, width)`` intermediates of one teacher-forcing pass."""
-
-
-def _make_generator(generator) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(generator)
-    raise ValueError(
-        f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-    )
 
 
 def _check_order(order, shape: torch.Size, device) -> torch.Tensor:
@@ -136,7 +127,7 @@ class AmortizedPartition(TorchDistribution):
         if order is not None and random_order:
             raise ValueError("give either an order or random_order=True, not both")
         self.network = network
-        self.generator = _make_generator(generator)
+        self.generator = explicit_generator(generator)
         batch_shape = x.shape[: x.ndim - point_ndim - 1]
         n = x.shape[len(batch_shape)]
         rows = batch_shape + (n,)
