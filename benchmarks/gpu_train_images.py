@@ -99,7 +99,7 @@ def train_case(name: str, data_path: Path, out_dir: Path, iterations: int, warmu
     peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a"
     sets = done * config.batch_size
     points = sets * (config.n_min + config.n_max) / 2
-    unit = "images" if config.data == "images" else "vectors"
+    unit = "images" if config.kind.encoder == "conv" else "vectors"
     stopped = "" if done == iterations else " (stopped at its time share)"
     return (f"{name:<10} {config.objective:<5} bf16={str(trainer.bf16):<5} mc_steps={str(config.mc_steps):<4} "
             f"B={config.batch_size} N=[{config.n_min},{config.n_max}]: {done} it in {elapsed:.2f} s, "

@@ -224,6 +224,11 @@ class TrainConfig(JsonDataclass):
         return data_kind(self.data)
 
     @property
+    def explores(self) -> bool:
+        """Training batches get exploration partitions (GFNCP with ``beta < 1``, Alg. 1 in [1])."""
+        return self.objective == "gfncp" and self.beta < 1.0
+
+    @property
     def dim(self) -> int:
         """Dimension of vector points (Gaussian mixtures, embeddings)."""
         return self.net.x_dim

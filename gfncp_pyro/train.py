@@ -114,7 +114,7 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
     data = source.draw(lengths, generator, device, dtype)
     labels = data.labels.cpu()
     orders = random_orders(lengths, generator)
-    if explore and config.objective == "gfncp" and config.beta < 1.0:
+    if explore and config.explores:
         flags = exploration_mask(batch_size, config.beta, generator)
         labels = with_exploration(labels, lengths, flags, generator)
     else:
