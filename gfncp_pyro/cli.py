@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESETS, TrainConfig, preset
-from .commands import (HYPER_RANGE, OneLineParser, UserError, finite_float, float_between, hyper_parameter,
+from .commands import (HYPER_RANGE, OneLineParser, UserError, finite_number, float_between, hyper_parameter,
                        int_at_least, one_line as _one_line, seed_value)
 from .data.kinds import EmbeddingData, ImageData
 from .data.points import read_points
@@ -33,7 +33,7 @@ from .interrupts import run_interruptible
 from .loading import check_network_outputs, resolve_model
 from .outputs import check_output_dir, check_output_file, write_atomic
 
-__all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_float", "int_at_least", "hyper_parameter",
+__all__ = ["main", "read_points", "resolve_model", "OneLineParser", "finite_number", "int_at_least", "hyper_parameter",
            "seed_value", "HYPER_RANGE", "UserError", "check_network_outputs"]
 
 _OVERRIDES = {
@@ -406,7 +406,7 @@ def _train_parser(sub) -> None:
                        help="balance=variance: the rewards enter the balance term without gradient (default: on)")
     train.add_argument("--no-progress", action="store_true")
     for flag, (_, kind) in _OVERRIDES.items():
-        kind = _TYPES.get(flag, finite_float if kind is float else kind)
+        kind = _TYPES.get(flag, finite_number if kind is float else kind)
         train.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, default=None,
                            help=_HELP.get(flag, f"override the preset's {flag}"))
     train.set_defaults(func=_train)

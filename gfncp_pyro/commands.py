@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["UserError", "OneLineParser", "HYPER_RANGE", "MAX_SEED", "finite_float", "hyper_parameter", "seed_value",
+__all__ = ["UserError", "OneLineParser", "HYPER_RANGE", "MAX_SEED", "finite_number", "hyper_parameter", "seed_value",
            "int_at_least", "float_between", "one_line"]
 
 HYPER_RANGE = (1e-8, 1e8)
@@ -39,12 +39,16 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def finite_float(text: str) -> float:
-    """A finite number (an ``argparse`` type)."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def finite_number(text: str) -> float:
+    """A finite number (an ``argparse`` type)."""
+    value = _number(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
@@ -52,10 +56,7 @@ def finite_float(text: str) -> float:
 
 def hyper_parameter(text: str) -> float:
     """A model hyper-parameter within :data:`HYPER_RANGE` (an ``argparse`` type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _number(text)
     low, high = HYPER_RANGE
     if not (math.isfinite(value) and low <= value <= high):
         raise argparse.ArgumentTypeError(f"must lie in [{low:g}, {high:g}], got {text!r}; rescale the data instead "
@@ -66,7 +67,7 @@ def hyper_parameter(text: str) -> float:
 def float_between(low: float, high: float, low_open: bool):
     """An ``argparse`` type: a finite number in ``(low, high]`` (``low_open``) or ``[low, high]``."""
     def parse(text: str) -> float:
-        value = finite_float(text)
+        value = finite_number(text)
         if not (low < value if low_open else low <= value) or value > high:
             interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
             raise argparse.ArgumentTypeError(f"must lie in {interval}, got {text!r}")
