@@ -20,9 +20,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AmortizedPartition": "gfncp_pyro.distributions",
     "CRPMixture": "gfncp_pyro.models",
+    "CollapsedGibbs": "gfncp_pyro.mcmc",
     "ChineseRestaurantProcess": "gfncp_pyro.distributions",
     "EnergyNet": "gfncp_pyro.nn",
     "GFNCPGuide": "gfncp_pyro.guides",
+    "GibbsResult": "gfncp_pyro.mcmc",
     "GaussianMixtureMarginal": "gfncp_pyro.distributions",
     "ImportanceResult": "gfncp_pyro.infer",
     "LowESSWarning": "gfncp_pyro.infer",
@@ -30,6 +32,7 @@ _EXPORTS = {
     "ModelMismatchError": "gfncp_pyro.loading",
     "PartitionTable": "gfncp_pyro.infer",
     "co_clustering": "gfncp_pyro.metrics",
+    "collapsed_gibbs": "gfncp_pyro.mcmc",
     "collapsed_log_joint": "gfncp_pyro.infer",
     "exact_posterior": "gfncp_pyro.exact",
     "fit": "gfncp_pyro.infer",
@@ -39,10 +42,10 @@ _EXPORTS = {
     "map_partition": "gfncp_pyro.infer",
     "model_for": "gfncp_pyro.loading",
     "posterior_table": "gfncp_pyro.infer",
+    "reward_posterior": "gfncp_pyro.reward",
+    "sdpp": "gfncp_pyro.metrics",
     "subset_posterior": "gfncp_pyro.subset_dp",
     "total_variation": "gfncp_pyro.metrics",
-    # ---- MCMC (gfncp_pyro.mcmc, the Gibbs sampler): its public names go here, e.g.
-    # "gibbs": "gfncp_pyro.mcmc",   (keep __all__ below in sync)
 }
 
 __all__ = sorted(_EXPORTS)
