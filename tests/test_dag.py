@@ -319,22 +319,12 @@ def test_the_figure_explains_its_node_notation_with_nodes_of_the_dag():
     assert "terminal state" in text and "1/N!" in text
 
 
-@pytest.fixture(autouse=True)
-def _close_kept_figures():
-    """Figures kept open by :func:`_drawn_figure` are closed after each test (after monkeypatch
-    has restored ``plt.close``), so that later tests see no stray figures."""
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
-
-
 def _drawn_figure(monkeypatch, argv):
-    """Run the command and keep the figure it drew (``plt.close`` is intercepted)."""
-    import matplotlib.pyplot as plt
+    """Run the command and keep the figure it drew (``draw_dag`` returns it)."""
+    import validation.dag as dag_module
 
-    figures = []
-    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    figures, draw = [], dag_module.draw_dag
+    monkeypatch.setattr(dag_module, "draw_dag", lambda *args, **kwargs: figures.append(draw(*args, **kwargs)))
     assert main(argv) == 0
     fig = figures[-1]
     fig.canvas.draw()

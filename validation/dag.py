@@ -168,24 +168,26 @@ def _layout(dag: nx.DiGraph) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
+def draw_dag(dag: nx.DiGraph, path: Path, title: str = ""):
     """Draw the DAG in layers (depth left to right) and save it as a PNG.
 
     On a DAG from :func:`validation.dag_policy.annotate_dag` the edges carry their
     probabilities (2 decimals), partial states are coloured by their residual (colour bar) and
-    print it, and terminal states print ``q`` averaged over the orders.
+    print it, and terminal states print ``q`` averaged over the orders. Drawn outside pyplot (no
+    global backend switch); returns the :class:`~matplotlib.figure.Figure`.
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
 
     pos = _layout(dag)
     rows = 1 + max(-y for _, y in pos.values())  # states in the deepest non-terminal layer
     fan_in = sum(dag.in_degree(v) for v, d in dag.nodes(data=True) if d["kind"] == "terminal")
     label_fan_in = "prob" in next(iter(dag.edges.values()), {}) and fan_in <= MAX_LABELLED_FAN_IN
-    fig, ax = plt.subplots(figsize=(14, max(6.5, (0.75 if label_fan_in else 0.4) * rows) + 1.2))
+    fig = Figure(figsize=(14, max(6.5, (0.75 if label_fan_in else 0.4) * rows) + 1.2))
+    FigureCanvasAgg(fig)  # a renderer for the label layout
+    ax = fig.subplots()
     residuals = nx.get_node_attributes(dag, "residual")
     colors = {"initial": "#4c72b0", "partial": "#dddddd", "terminal": "#dd8452"}
     if residuals:  # keep blue and red for the residuals' colour map
@@ -194,12 +196,12 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
     labels = nx.get_node_attributes(dag, "label")
     if residuals:
         bound = max(max(abs(r) for r in residuals.values()), 1e-12)
-        cmap, norm = plt.get_cmap("coolwarm"), TwoSlopeNorm(0.0, -bound, bound)
+        cmap, norm = matplotlib.colormaps["coolwarm"], TwoSlopeNorm(0.0, -bound, bound)
         node_colors = [cmap(norm(d["residual"])) if "residual" in d else c
                        for (_, d), c in zip(dag.nodes(data=True), node_colors)]
         labels = {v: f"{labels[v]}\nr={residuals[v]:+.2f}" if v in residuals else labels[v] for v in dag}
         labels.update({v: f"{d['label']}\nq={d['q_mean']:.3f}" for v, d in dag.nodes(data=True) if "q_mean" in d})
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm, cmap), ax=ax, fraction=0.025, pad=0.01)
+        bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=ax, fraction=0.025, pad=0.01)
         bar.set_label("flow-matching residual r(s) (Eq. 24)", fontsize=8)
     node_size = 600 if residuals else 260
     nx.draw_networkx_edges(dag, pos, ax=ax, alpha=0.35, arrows=True, arrowsize=6, width=0.7, node_size=node_size)
@@ -222,7 +224,7 @@ def draw_dag(dag: nx.DiGraph, path: Path, title: str = "") -> None:
     fig.tight_layout(rect=(0, 0.075, 1, 1))
     _draw_edge_probabilities(ax, dag, pos, label_fan_in, node_size)
     write_atomic_with(path, lambda handle: fig.savefig(handle, dpi=150, format="png"), "wb")
-    plt.close(fig)
+    return fig
 
 
 def _notation(dag: nx.DiGraph) -> str:
