@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import chi2
 
-from gfncp_pyro import decoding, policy
+from gfncp_pyro import decoding, fused_decoding, policy
 from gfncp_pyro.decoding import beam_search, greedy, sample
 from gfncp_pyro.nn import EnergyNet, EnergyNetConfig
 from gfncp_pyro.partitions import PAD_LABEL, bell_number, canonicalize, enumerate_partitions, is_canonical
@@ -502,7 +502,7 @@ def test_fused_path_matches_plain_path_on_the_default_network(monkeypatch):
     torch.manual_seed(7)
     net = EnergyNet(EnergyNetConfig())
     x = 4 * points(200, 22, dtype=torch.float32, batch=2)
-    assert decoding._fused_chains(net.fused_heads()) is not None
+    assert fused_decoding.fused_chains(net.fused_heads()) is not None
     for capacity in (decoding._INITIAL_CAPACITY, 1):
         monkeypatch.setattr(decoding, "_INITIAL_CAPACITY", capacity)
         fused, plain = _both_paths(monkeypatch, lambda: greedy(net, x))
@@ -515,7 +515,7 @@ def test_fused_path_falls_back_for_other_layers(monkeypatch):
     """A network whose ``f`` has another activation runs the plain path, same results."""
     net = make_net(23, f_layers=3)
     net.f_net[1] = torch.nn.Tanh()
-    assert decoding._fused_chains(net.fused_heads()) is None
+    assert fused_decoding.fused_chains(net.fused_heads()) is None
     x = points(9, 23)
     _assert_identical(*_both_paths(monkeypatch, lambda: sample(net, x, num_samples=4, generator=1)))
     labels, log_prob = greedy(net, x)
