@@ -9,7 +9,7 @@ CD on data only. The uniform partitions of Alg. 1, line 9 come from
 Energy sign: probabilities are proportional to ``exp(-E)``, a log-flow is ``-E``.
 
 MC and NCP's NLL are sums over steps. On step energies of a random step subset
-(:func:`gfncp_pyro.policy.random_step_subset`, ``teacher_force(..., step_subset=...)``) they
+(:func:`gfncp_pyro.data.sets.random_step_subset`, ``teacher_force(..., step_subset=...)``) they
 return ``(N_b - 1) / S_b`` times the sum over the ``S_b`` selected steps of set ``b``: each of
 the ``N_b - 1`` steps ``t >= 1`` is selected with probability ``S_b / (N_b - 1)``, so this is an
 unbiased estimate of the full sum (step 0 contributes 0 to both).

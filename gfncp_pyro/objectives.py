@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from . import decoding, flows, losses, policy
+from .data.sets import random_step_subset
 from .nn import EnergyNet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,7 +68,7 @@ def _step_subset(mc_steps: int | None, batch: "SetBatch", generator: torch.Gener
     if mc_steps is None:
         return None
     lengths = batch.mask.sum(1)
-    return policy.random_step_subset(lengths.cpu(), mc_steps, generator).to(batch.mask.device)
+    return random_step_subset(lengths.cpu(), mc_steps, generator).to(batch.mask.device)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ the two are fused into one ``hidden x hidden`` map
 (:meth:`~gfncp_pyro.nn.EnergyNet.fused_heads`), and ``U`` enters through its projection.
 
 **Step subsets.** Training losses are sums over steps (Eqs. 11 and 24 in [1]); with
-``step_subset`` (from :func:`random_step_subset`) only the energies of a few random steps are
+``step_subset`` (from :func:`gfncp_pyro.data.sets.random_step_subset`) only the energies of a few random steps are
 computed and the losses scale their partial sums into unbiased estimates of the full ones.
 
 Batches hold different partitions, sizes and orders; the layout is ``energies (B, N_max,
@@ -57,13 +57,11 @@ from ._checks import (
     check_encodings,
     check_every_step,
     check_index_tensor,
-    check_lengths,
     check_mask,
     check_orders,
     check_points,
     check_positive_int,
     check_step_subset,
-    make_generator,
 )
 from .nn import EnergyNet
 from .nn.energy import forward_layers
@@ -73,7 +71,6 @@ __all__ = [
     "StepEnergies",
     "Encodings",
     "encode_points",
-    "random_step_subset",
     "teacher_force",
     "partition_energy",
     "taken_energies",
@@ -133,47 +130,6 @@ def _autocast(device: torch.device, enabled: bool):
 def _shift(values: torch.Tensor) -> torch.Tensor:
     """``out[:, t] = values[:, t - 1]``, zero at ``t = 0`` (steps are dim 1)."""
     return torch.cat([torch.zeros_like(values[:, :1]), values[:, :-1]], 1)
-
-
-def random_step_subset(
-    lengths: torch.Tensor,
-    num_steps: int,
-    generator: torch.Generator | int | None = None,
-    *,
-    n_max: int | None = None,
-) -> torch.Tensor:
-    """Random steps for unbiased estimates of sums over steps (Eqs. 11 and 24 in [1]).
-
-    Set ``b`` gets ``S_b = min(num_steps, N_b - 1)`` distinct steps drawn uniformly among
-    ``t = 1, ..., N_b - 1`` (the steps with a flow-matching residual; step 0's policy is
-    deterministic). Each step is then selected with probability ``S_b / (N_b - 1)``, so
-    ``(N_b - 1) / S_b`` times a sum over the selected steps is unbiased for the sum over all
-    of them: see :func:`teacher_force`'s ``step_subset``.
-
-    :param torch.Tensor lengths: set sizes ``N_b >= 1``, ``(B,)`` integer.
-    :param int num_steps: steps per set (fewer when a set has fewer).
-    :param generator: a :class:`torch.Generator` (drawn on its device, result moved to
-        ``lengths``' device), an ``int`` seed, or ``None`` (torch's global RNG, which
-        ``pyro.set_rng_seed`` controls).
-    :param int n_max: width of the result (default ``max(lengths)``, as for a batch padded to
-        its longest set); extra columns are ``False`` and do not change the draw.
-    :returns: ``(B, N_max)`` bool, ``True`` on the selected steps.
-    """
-    lengths = check_lengths(lengths)
-    num_steps = check_positive_int(num_steps, "num_steps")
-    longest = int(lengths.max())
-    width = longest if n_max is None else check_positive_int(n_max, "n_max")
-    if width < longest:
-        raise ValueError(f"n_max ({width}) must be at least the longest set ({longest})")
-    generator = make_generator(generator)
-    keys = torch.rand((lengths.shape[0], longest), generator=generator, dtype=torch.float64,
-                      device=generator.device).to(lengths.device)
-    steps = torch.arange(longest, device=lengths.device)
-    eligible = (steps >= 1) & (steps < lengths.unsqueeze(-1))
-    rank = torch.where(eligible, keys, 2.0).argsort(1).argsort(1)  # eligible steps rank first
-    count = (lengths.long() - 1).clamp(max=num_steps)
-    subset = rank < count.unsqueeze(-1)
-    return torch.cat([subset, subset.new_zeros(subset.shape[0], width - longest)], 1)
 
 
 def encode_points(net: EnergyNet, x: torch.Tensor, *, bf16: bool = False) -> Encodings:
@@ -355,7 +311,7 @@ def teacher_force(
         ``0..N_b-1`` (default: identity); step ``t`` assigns point ``orders[b, t]``.
     :param bool bf16: run the network under bfloat16 autocast; sums stay in ``x``'s dtype.
     :param torch.Tensor step_subset: ``(B, N_max)`` bool, steps among ``1..N_b-1`` (e.g. from
-        :func:`random_step_subset`); default: every step.
+        :func:`~gfncp_pyro.data.sets.random_step_subset`); default: every step.
     :param bool parent_candidates: with ``step_subset``, also every candidate of the step
         before each selected one (needed by ``marginal_consistency(..., flow="paper")``).
     :returns: :class:`StepEnergies` with ``energies (B, N_max, K_max + 1)``, ``K_max`` the

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 import reference as ref
 from gfncp_pyro.losses import marginal_consistency, marginal_consistency_residuals
-from gfncp_pyro.policy import random_step_subset, teacher_force
+from gfncp_pyro.data.sets import random_step_subset
+from gfncp_pyro.policy import teacher_force
 
 NET = ref.make_net(13, torch.float64)
 FLOWS = ("consistent", "paper")

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import reference as ref
-from gfncp_pyro import decoding, metrics, policy
+from gfncp_pyro import decoding, metrics
 from gfncp_pyro._checks import make_generator
+from gfncp_pyro.data.sets import random_step_subset
 from gfncp_pyro.distributions import AmortizedPartition, ChineseRestaurantProcess
 from gfncp_pyro.guides import GFNCPGuide
 from gfncp_pyro.infer import importance
@@ -33,7 +34,7 @@ def _sdpp():
 
 
 def _step_subset():
-    return policy.random_step_subset(torch.tensor([5, 9, 12]), 3)
+    return random_step_subset(torch.tensor([5, 9, 12]), 3)
 
 
 def _amortized():

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import reference as ref
 from gfncp_pyro.losses import final_energy, marginal_consistency, ncp_nll
-from gfncp_pyro.policy import random_step_subset, teacher_force, trajectory_log_prob
+from gfncp_pyro.data.sets import random_step_subset
+from gfncp_pyro.policy import teacher_force, trajectory_log_prob
 
 NETS = {dtype: ref.make_net(21, dtype) for dtype in (torch.float64, torch.float32)}
 NET = NETS[torch.float64]

@@ -1,4 +1,5 @@
-"""Random set sizes, data orders and exploration partitions for training batches (Alg. 1 in [1]).
+"""Random set sizes, data orders, exploration partitions and step subsets for training batches
+(Alg. 1 in [1]).
 
 References
 ----------
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_lengths, check_positive_int, make_generator
 from ..partitions import PAD_LABEL, lengths_to_mask, sample_uniform_partitions
 
-__all__ = ["random_lengths", "random_orders", "exploration_mask", "with_exploration"]
+__all__ = ["random_lengths", "random_orders", "exploration_mask", "with_exploration", "random_step_subset"]
 
 
 def random_lengths(batch_size: int, n_min: int, n_max: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,3 +60,44 @@ def with_exploration(
         pad = torch.full((labels.shape[0], labels.shape[1] - uniform.shape[1]), PAD_LABEL, device=labels.device)
         uniform = torch.cat([uniform, pad], dim=1)
     return torch.where(explore.to(labels.device).unsqueeze(-1), uniform, labels)
+
+
+def random_step_subset(
+    lengths: torch.Tensor,
+    num_steps: int,
+    generator: torch.Generator | int | None = None,
+    *,
+    n_max: int | None = None,
+) -> torch.Tensor:
+    """Random steps for unbiased estimates of sums over steps (Eqs. 11 and 24 in [1]).
+
+    Set ``b`` gets ``S_b = min(num_steps, N_b - 1)`` distinct steps drawn uniformly among
+    ``t = 1, ..., N_b - 1`` (the steps with a flow-matching residual; step 0's policy is
+    deterministic). Each step is then selected with probability ``S_b / (N_b - 1)``, so
+    ``(N_b - 1) / S_b`` times a sum over the selected steps is unbiased for the sum over all
+    of them: see :func:`~gfncp_pyro.policy.teacher_force`'s ``step_subset``.
+
+    :param torch.Tensor lengths: set sizes ``N_b >= 1``, ``(B,)`` integer.
+    :param int num_steps: steps per set (fewer when a set has fewer).
+    :param generator: a :class:`torch.Generator` (drawn on its device, result moved to
+        ``lengths``' device), an ``int`` seed, or ``None`` (torch's global RNG, which
+        ``pyro.set_rng_seed`` controls).
+    :param int n_max: width of the result (default ``max(lengths)``, as for a batch padded to
+        its longest set); extra columns are ``False`` and do not change the draw.
+    :returns: ``(B, N_max)`` bool, ``True`` on the selected steps.
+    """
+    lengths = check_lengths(lengths)
+    num_steps = check_positive_int(num_steps, "num_steps")
+    longest = int(lengths.max())
+    width = longest if n_max is None else check_positive_int(n_max, "n_max")
+    if width < longest:
+        raise ValueError(f"n_max ({width}) must be at least the longest set ({longest})")
+    generator = make_generator(generator)
+    keys = torch.rand((lengths.shape[0], longest), generator=generator, dtype=torch.float64,
+                      device=generator.device).to(lengths.device)
+    steps = torch.arange(longest, device=lengths.device)
+    eligible = (steps >= 1) & (steps < lengths.unsqueeze(-1))
+    rank = torch.where(eligible, keys, 2.0).argsort(1).argsort(1)  # eligible steps rank first
+    count = (lengths.long() - 1).clamp(max=num_steps)
+    subset = rank < count.unsqueeze(-1)
+    return torch.cat([subset, subset.new_zeros(subset.shape[0], width - longest)], 1)
