@@ -39,6 +39,7 @@ from typing import Literal, NamedTuple
 import torch
 
 from .distributions import ChineseRestaurantProcess
+from ._checks import check_int
 from .guides import GFNCPGuide
 from .metrics import _check_labels, _normalised_log_weights, co_clustering, total_variation  # re-exported
 from .models import CRPMixture
@@ -127,12 +128,6 @@ class PartitionTable(NamedTuple):
     log_probs: torch.Tensor
 
 
-def _check_count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_guide(guide) -> GFNCPGuide:
     if not isinstance(guide, GFNCPGuide):
         raise ValueError(f"guide must be a gfncp_pyro.guides.GFNCPGuide, got {type(guide).__name__}")
@@ -199,7 +194,7 @@ def importance(
         :data:`LOW_ESS_FRACTION` of ``num_samples``.
     :returns: :class:`ImportanceResult`, in ``x``'s dtype.
     """
-    num_samples = _check_count(num_samples, "num_samples")
+    num_samples = check_int(num_samples, "num_samples", 1)
     labels, log_q, log_joint = _proposals(model, guide, x, num_samples, generator)
     log_weights = log_joint - log_q
     log_normalised = log_weights - torch.logsumexp(log_weights, 0)
@@ -254,8 +249,8 @@ def independence_mh(
     :returns: :class:`MHResult`; the acceptance rate counts all ``burn_in + num_samples - 1``
         proposals after the initial state.
     """
-    num_samples = _check_count(num_samples, "num_samples")
-    burn_in = _check_count(burn_in, "burn_in", minimum=0)
+    num_samples = check_int(num_samples, "num_samples", 1)
+    burn_in = check_int(burn_in, "burn_in", 0)
     if isinstance(generator, int) and not isinstance(generator, bool):
         generator = torch.Generator().manual_seed(generator)
     total = burn_in + num_samples
@@ -321,8 +316,8 @@ def fit(
         ``(num_steps,)``.
     """
     guide = _check_guide(guide)
-    num_steps = _check_count(num_steps, "num_steps")
-    num_particles = _check_count(num_particles, "num_particles", minimum=2 if objective == "elbo" else 1)
+    num_steps = check_int(num_steps, "num_steps", 1)
+    num_particles = check_int(num_particles, "num_particles", 2 if objective == "elbo" else 1)
     if objective not in ("rws", "elbo"):
         raise ValueError(f"objective must be 'rws' or 'elbo', got {objective!r}")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:

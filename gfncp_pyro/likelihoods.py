@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import torch
 
+from ._checks import check_positive_int
 from .partitions import check_canonical, num_clusters as count_clusters
 
 __all__ = [
@@ -110,12 +111,6 @@ def _in_sigma_range(value: float, name: str) -> float:
         raise ValueError(f"{name} = {value:.3g} is outside the supported range [{low:.0e}, {high:.0e}] "
                          "(its square must be a finite float64 number)")
     return value
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _float_above(value, name: str, lower: float = 0.0) -> float:
@@ -408,7 +403,7 @@ class IsotropicGaussian(ConjugateGaussian):
         self.sigma_mu = _in_sigma_range(_float_above(sigma_mu, "sigma_mu"), "sigma_mu")
         self.sigma_x = _in_sigma_range(_float_above(sigma_x, "sigma_x"), "sigma_x")
         _in_sigma_range(self.sigma_mu / self.sigma_x, "sigma_mu / sigma_x")
-        self.dim = _positive_int(dim, "dim")
+        self.dim = check_positive_int(dim, "dim")
 
     def __repr__(self) -> str:
         return (f"IsotropicGaussian(sigma_mu={self.sigma_mu}, sigma_x={self.sigma_x}, "
@@ -491,7 +486,7 @@ class NormalInverseWishart(ConjugateGaussian):
 
     def __init__(self, dim: int, mu0=0.0, kappa0: float = 1.0, nu0: float | None = None,
                  scale=None):
-        self.dim = _positive_int(dim, "dim")
+        self.dim = check_positive_int(dim, "dim")
         mu0 = torch.as_tensor(mu0, dtype=torch.float64)
         if mu0.ndim == 0:
             mu0 = mu0.expand(self.dim).clone()

@@ -31,23 +31,16 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import torch
 
-from ._checks import explicit_generator
+from ._checks import check_int, explicit_generator
 from .distributions import ChineseRestaurantProcess
 from .exact import _check_alpha, _check_x, make_likelihood
 from .partitions import canonicalize, check_canonical, sample_uniform_partitions
 
 __all__ = ["GibbsResult", "CollapsedGibbs", "collapsed_gibbs"]
-
-
-def _count(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class GibbsResult(NamedTuple):
@@ -104,7 +97,7 @@ class CollapsedGibbs:
             raise ValueError(f"likelihood must be a conjugate likelihood of gfncp_pyro.likelihoods for points "
                              f"of dimension {dim}, got {likelihood!r}")
         self.likelihood = likelihood
-        self.num_chains = _count(num_chains, "num_chains", 1)
+        self.num_chains = check_int(num_chains, "num_chains", 1)
         self.generator = explicit_generator(generator)
         self.labels = self._initial_labels(init)
         self._rows = torch.arange(self.num_chains)
@@ -235,9 +228,9 @@ def collapsed_gibbs(
     :returns: :class:`GibbsResult` (labels ``(C, T, N)``).
     """
     x = _check_x(x)
-    num_samples = _count(num_samples, "num_samples", 1)
-    burn_in = _count(burn_in, "burn_in", 0)
-    thin = _count(thin, "thin", 1)
+    num_samples = check_int(num_samples, "num_samples", 1)
+    burn_in = check_int(burn_in, "burn_in", 0)
+    thin = check_int(thin, "thin", 1)
     likelihood = make_likelihood(likelihood, sigma_mu, sigma_x, x.shape[1])
     chains = CollapsedGibbs(x, alpha, likelihood, num_chains, init, generator)
     for _ in range(burn_in):
