@@ -86,7 +86,7 @@ def main() -> None:
     example = load_example("pyro_importance")
     network, model, config = load_pretrained(args.checkpoint or example.DEFAULT_MODEL)
     source = args.checkpoint or "pretrained mog2d-small-gfncp"
-    lines = [f"network: {source} (trained {config.objective}, N in [{config.n_min}, {config.n_max}], "
+    lines = [f"network: {source} (trained {config.objective.name}, N in [{config.model.n_min}, {config.model.n_max}], "
              f"model {model})"]
     lines += speed(network, model, args.points, args.samples, args.repeats)
     if args.quality:

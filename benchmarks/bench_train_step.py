@@ -4,7 +4,7 @@ Each iteration is what :class:`gfncp_pyro.train.Trainer` does: draw a batch with
 :func:`gfncp_pyro.train.draw_batch` from the ``mog2d`` preset's data model (alpha 6, sigma_mu
 10, sigma_x 1) with every set of N = 100 points and random orders (exploration partitions on a
 fraction 1 - beta of the sets), call the configuration's objective object
-(:func:`gfncp_pyro.objectives.objective_from_config`: GFNCP or NCP, every term it has, e.g. the
+(``config.objective``: GFNCP or NCP, every term it has, e.g. the
 contrastive-divergence policy sample of the paper's objective), backward, clip, one Adam step.
 Default ``EnergyNetConfig()`` (the paper's MoG sizes, plus the flow head where the objective
 needs it), float32, a fresh network.
@@ -40,15 +40,14 @@ from _record import record  # noqa: E402
 
 from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset  # noqa: E402
 from gfncp_pyro.nn import EnergyNet  # noqa: E402
-from gfncp_pyro.objectives import objective_from_config  # noqa: E402
 from gfncp_pyro.train import draw_batch, iteration_generator  # noqa: E402
 
 BATCH, N = 64, 100
 
 CASES: dict[str, dict] = {
     "gfncp default": {},
-    "gfncp paper objective": dict(PAPER_OBJECTIVE, beta=0.999),
-    "gfncp paper objective, 32 MC steps": dict(PAPER_OBJECTIVE, beta=0.999, mc_steps=32),
+    "gfncp paper objective": dict(objective=PAPER_OBJECTIVE, beta=0.999),
+    "gfncp paper objective, 32 MC steps": dict(objective=PAPER_OBJECTIVE, beta=0.999, mc_steps=32),
     "ncp": dict(objective="ncp"),
     "ncp, 16 steps": dict(objective="ncp", mc_steps=16),
 }
@@ -66,7 +65,7 @@ class Iteration:
         torch.manual_seed(seed)
         self.config = config
         self.net = EnergyNet(config.net)
-        self.objective = objective_from_config(config)
+        self.objective = config.objective
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-5)
         self.step = 10**6  # every scheduled term at full weight
 
@@ -76,7 +75,7 @@ class Iteration:
         loss, _ = self.objective.loss(self.net, batch, generator, step=self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         self.step += 1
 

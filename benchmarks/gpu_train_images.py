@@ -97,12 +97,14 @@ def train_case(name: str, data_path: Path, out_dir: Path, iterations: int, warmu
     synchronize(device)
     elapsed = time.perf_counter() - start
     peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a"
-    sets = done * config.batch_size
-    points = sets * (config.n_min + config.n_max) / 2
-    unit = "images" if config.kind.encoder == "conv" else "vectors"
+    model, batch_size = config.model, config.optim.batch_size
+    sets = done * batch_size
+    points = sets * (model.n_min + model.n_max) / 2
+    unit = "images" if config.data.encoder == "conv" else "vectors"
     stopped = "" if done == iterations else " (stopped at its time share)"
-    return (f"{name:<10} {config.objective:<5} bf16={str(trainer.bf16):<5} mc_steps={str(config.mc_steps):<4} "
-            f"B={config.batch_size} N=[{config.n_min},{config.n_max}]: {done} it in {elapsed:.2f} s, "
+    return (f"{name:<10} {config.objective.name:<5} bf16={str(trainer.bf16):<5} "
+            f"mc_steps={str(config.objective.mc_steps):<4} "
+            f"B={batch_size} N=[{model.n_min},{model.n_max}]: {done} it in {elapsed:.2f} s, "
             f"{done / elapsed:7.3f} it/s {sets / elapsed:8.1f} sets/s {points / elapsed:10.0f} {unit}/s (expected) "
             f"peak GPU {peak}{stopped}")
 
@@ -163,10 +165,10 @@ def main(argv: list[str] | None = None) -> list[str]:
         variants = [(objective, None, bf16) for objective in ("gfncp", "ncp") for bf16 in precisions]
         variants += [("gfncp", mc_steps, bf16) for bf16 in precisions]
         for objective, mc, bf16 in variants:
-            extra = PAPER_OBJECTIVE if objective == "gfncp" and mc else {}  # sampled steps: the paper's MC loss
+            chosen = PAPER_OBJECTIVE if objective == "gfncp" and mc else objective  # sampled steps: the paper's MC loss
             cases.append((f"mnist {objective} bf16={bf16} mc_steps={mc}",
-                          functools.partial(train, "mnist", data, tmp / f"run{len(cases)}", objective=objective,
-                                            bf16=bf16, mc_steps=mc, **extra)))
+                          functools.partial(train, "mnist", data, tmp / f"run{len(cases)}", objective=chosen,
+                                            bf16=bf16, mc_steps=mc)))
         cases.append((f"augment_images M = {count:,}", lambda deadline: augment_case(data, count, device, repeats=5)))
         for bf16 in precisions:
             cases.append((f"embeddings gfncp bf16={bf16}",

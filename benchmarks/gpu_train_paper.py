@@ -25,7 +25,7 @@ from gfncp_pyro.config import PAPER_OBJECTIVE, preset  # noqa: E402
 from gfncp_pyro.train import Trainer  # noqa: E402
 
 
-def measure(objective: str, bf16: bool, iterations: int, warmup: int, device: str, **overrides) -> str:
+def measure(objective, bf16: bool, iterations: int, warmup: int, device: str, **overrides) -> str:
     config = preset("mog2d", objective=objective, bf16=bf16, device=device, iterations=warmup + iterations,
                     val_every=10**6, **overrides)
     with tempfile.TemporaryDirectory() as out:
@@ -42,10 +42,12 @@ def measure(objective: str, bf16: bool, iterations: int, warmup: int, device: st
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-        points = iterations * config.batch_size * (config.n_min + config.n_max) / 2
+        model, batch_size = config.model, config.optim.batch_size
+        points = iterations * batch_size * (model.n_min + model.n_max) / 2
         peak = torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == "cuda" else float("nan")
-    return (f"{objective:<6} bf16={str(bf16):<5} mc_steps={str(config.mc_steps):<5} N=[{config.n_min},{config.n_max}] "
-            f"{iterations / elapsed:7.3f} it/s {iterations * config.batch_size / elapsed:8.1f} sets/s "
+    return (f"{config.objective.name:<6} bf16={str(bf16):<5} mc_steps={str(config.objective.mc_steps):<5} "
+            f"N=[{model.n_min},{model.n_max}] "
+            f"{iterations / elapsed:7.3f} it/s {iterations * batch_size / elapsed:8.1f} sets/s "
             f"{points / elapsed:10.0f} points/s (expected) peak GPU {peak:.2f} GiB")
 
 
@@ -57,7 +59,7 @@ def main() -> None:
     if torch.cuda.is_available():
         lines = [measure(obj, bf16, args.iterations, args.warmup, "cuda")
                  for obj in ("gfncp", "ncp") for bf16 in (False, True)]
-        lines.append(measure("gfncp", True, args.iterations, args.warmup, "cuda", mc_steps=64, **PAPER_OBJECTIVE))
+        lines.append(measure(PAPER_OBJECTIVE, True, args.iterations, args.warmup, "cuda", mc_steps=64))
     else:
         lines = ["no CUDA device: CPU fallback with reduced sets (N in [20, 60], 2 iterations), for testing only",
                  measure("gfncp", False, 2, 1, "cpu", n_min=20, n_max=60)]

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _record import record  # noqa: E402
 
 from gfncp_pyro import decoding  # noqa: E402
-from gfncp_pyro.models import CRPMixture  # noqa: E402
 from gfncp_pyro.pretrained import load_pretrained  # noqa: E402
 from gfncp_pyro.scale import estimate_scale  # noqa: E402
 
@@ -68,7 +67,7 @@ def main() -> None:
     for spec in args.models:
         name, objective = spec.split(":")
         net, config = load_pretrained(name, objective, with_config=True)
-        mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+        mixture = config.mixture()
         for factor in args.factors:
             cells = []
             for points, truth in data.values():

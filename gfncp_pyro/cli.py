@@ -11,7 +11,6 @@ traceback. Reports and figures are written atomically. Ctrl-C exits with 130 and
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -51,7 +50,7 @@ _OVERRIDES = {
     "mc_warmup": ("mc_warmup", int), "mc_ramp": ("mc_ramp", int), "mc_calibrate": ("mc_calibrate", int), "explore": ("explore", str),
     "order_weight": ("order_weight", float),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
-    "x_dim": ("net_x_dim", int),
+    "x_dim": ("net_x_dim", int), "threads": ("threads", int),
 }
 
 _HELP = {
@@ -59,6 +58,8 @@ _HELP = {
             "image and embedding presets",
     "split": "which part of --data trains: index:A:B, classes:K, classes:half or all (the rest is held out)",
     "x_dim": "embedding presets: the feature size (default: taken from --data when the preset's does not fit)",
+    "threads": "torch threads for the run (default: torch's; small CPU runs are often fastest with 1); may differ "
+               "on --resume",
     "iterations": "total iterations; with --resume a larger value M extends the run, also a finished one: the "
                   "cosine LR schedule is re-planned over M, so step t gets the LR a run planned for M from the start "
                   "has at step t (a finished run at lr_min rises again, then decays to lr_min at M)",
@@ -107,11 +108,11 @@ def _train_pool(args, config: TrainConfig):
     from .data.embeddings import load_embeddings, save_embeddings
     from .data.sources import load_pool
 
-    if args.labels is not None and (not isinstance(config.kind, EmbeddingData) or args.data is None
+    if args.labels is not None and (not isinstance(config.data, EmbeddingData) or args.data is None
                                     or Path(args.data).suffix != ".npy"):
         raise UserError("--labels goes with .npy features: --data FEATURES.npy --labels LABELS.npy and an embeddings "
                         "preset (e.g. --preset embeddings-cpu)")
-    if config.kind.is_mixture or config.data_path is None:
+    if config.data.is_mixture or config.data.path is None:
         return config, None
     if args.labels is not None:
         pool = load_embeddings(args.data, args.labels)
@@ -122,9 +123,9 @@ def _train_pool(args, config: TrainConfig):
               file=sys.stderr)
     else:
         pool = load_pool(config)
-    if isinstance(config.kind, EmbeddingData) and args.x_dim is None and tuple(pool.point_shape) != tuple(config.point_shape):
+    if isinstance(config.data, EmbeddingData) and args.x_dim is None and tuple(pool.point_shape) != tuple(config.point_shape):
         width = int(pool.point_shape[0])
-        print(f"the features of {config.data_path} are {width}-d: the network's input size is {width} (the preset's "
+        print(f"the features of {config.data.path} are {width}-d: the network's input size is {width} (the preset's "
               f"default is {config.dim}; --x-dim sets it)", file=sys.stderr)
         config = config.replace(net_x_dim=width)
     return config, pool
@@ -148,7 +149,7 @@ def _train(args) -> int:
         raise UserError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
     config = _resumed_config(args, out, overrides) if args.resume and (out / "last.pt").exists() else \
         preset(args.preset or "mog2d-small", **overrides)
-    resolve_device(config.device)
+    resolve_device(config.runtime.device)
     created = not out.exists()
     check_output_dir(out, "--out")
     try:
@@ -162,8 +163,8 @@ def _train(args) -> int:
             _remove_new_run(out)
         raise
     if trainer.rank == 0:
-        print(f"training {config.objective} ({config.preset}) on {trainer.device} into {out}, "
-              f"world size {trainer.world}, from step {trainer.step} to {config.iterations}", file=sys.stderr)
+        print(f"training {config.objective.name} ({config.preset}) on {trainer.device} into {out}, "
+              f"world size {trainer.world}, from step {trainer.step} to {config.optim.iterations}", file=sys.stderr)
     try:
         result = trainer.fit()
     except NonFiniteLossError as err:
@@ -209,7 +210,8 @@ class _TrainingFailed(Exception):
 
 
 def _model_name(spec: str, config: TrainConfig) -> str:
-    return config.objective.upper() if spec.startswith("pretrained:") else f"{config.objective.upper()} ({Path(spec).parent.name or spec})"
+    name = config.objective.name.upper()
+    return name if spec.startswith("pretrained:") else f"{name} ({Path(spec).parent.name or spec})"
 
 
 def _evaluation_pool(args):
@@ -234,19 +236,19 @@ def _evaluate(args) -> int:
     for spec in args.checkpoint:
         net, config = resolve_model(spec)
         if args.data is not None:
-            if config.kind.is_mixture:
+            if config.data.is_mixture:
                 raise UserError(f"{spec} was trained on Gaussian mixtures; --data applies to image/embedding models")
             config = config.replace(data_path=args.data)
         source = None
-        if not config.kind.is_mixture or args.test_alpha is not None:
+        if not config.data.is_mixture or args.test_alpha is not None:
             from .data.sources import evaluation_source
 
-            source = evaluation_source(config, pool=pool if isinstance(config.kind, EmbeddingData) else None, alpha=args.test_alpha)
+            source = evaluation_source(config, pool=pool if isinstance(config.data, EmbeddingData) else None, alpha=args.test_alpha)
         report = evaluate(net, config, num_sets=args.sets, num_points=args.N, seed=args.seed, sdpp_sets=args.sdpp_sets,
                           sdpp_orders=args.sdpp_orders, progress=not args.no_progress, source=source,
-                          keep_sets=1 if args.figures and isinstance(config.kind, ImageData) else 0)
+                          keep_sets=1 if args.figures and isinstance(config.data, ImageData) else 0)
         report["checkpoint"] = spec
-        report["objective"] = config.objective
+        report["objective"] = config.objective.name
         name = _model_name(spec, config)
         print(f"{name}: {spec}")
         for metric in ("nmi", "ari", "mc_paper", "mc_consistent", "sdpp"):
@@ -293,28 +295,26 @@ def _input_scale(args, points: np.ndarray, net, config: TrainConfig) -> tuple[np
     """The points as the network sees them, a one-line description and the JSON record of the
     scale (``--scale``, :mod:`gfncp_pyro.scale`); warns on stderr when points used as given look
     off the model's scale."""
-    from .models import CRPMixture
     from .scale import estimate_scale
 
-    mog = config.kind.is_mixture
+    mog = config.data.is_mixture
     if args.scale == "auto" and not mog:
         raise UserError(f"--scale auto needs a model trained on Gaussian mixtures; {args.checkpoint} was trained on "
-                        f"{config.data}, whose features must be computed as for its training data (--scale none)")
+                        f"{config.data.name}, whose features must be computed as for its training data (--scale none)")
     if isinstance(args.scale, float):
         record = {"mode": "factor", "factor": args.scale, "centre": None}
         return points * args.scale, f"scale: points multiplied by {args.scale:g}", record
     estimate = None
     if mog and points.shape[0] >= 2 and args.scale in ("auto", None):
-        mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
-        estimate = estimate_scale(torch.as_tensor(points), net, mixture)
+        estimate = estimate_scale(torch.as_tensor(points), net, config.mixture())
     if args.scale == "auto" and estimate is not None:
         centre = estimate.centre.numpy()
         record = {"mode": "auto", "factor": estimate.factor, "centre": centre.tolist()}
         return (estimate.factor * (points - centre), f"scale: auto, points centred at their median and multiplied "
                 f"by {estimate.factor:.4g}", record)
     if estimate is not None and estimate.off_scale():
-        print(f"gfncp cluster: warning: the points look off the model's scale (sigma_x = {config.sigma_x:g}, sigma_mu "
-              f"= {config.sigma_mu:g}): --scale auto would centre them and multiply them by {estimate.factor:.3g}; "
+        print(f"gfncp cluster: warning: the points look off the model's scale (sigma_x = {config.model.sigma_x:g}, sigma_mu "
+              f"= {config.model.sigma_mu:g}): --scale auto would centre them and multiply them by {estimate.factor:.3g}; "
               "pass --scale auto, a number, or --scale none to use them as given without this check", file=sys.stderr)
     note = " (one point: nothing to estimate)" if args.scale == "auto" else ""
     return points, "scale: none, points used as given" + note, {"mode": "none", "factor": 1.0, "centre": None}
@@ -382,9 +382,10 @@ def _info(args) -> int:
     config = TrainConfig.from_dict(state["config"])
     params = sum(v.numel() for v in state["model"].values())
     print(f"gfncp-pyro checkpoint (format {state['format_version']}, written by {state['package_version']})")
-    print(f"objective {config.objective}, flow {config.flow}, preset {config.preset}, step {state.get('step')}, "
+    flow = f", flow {config.objective.flow}" if hasattr(config.objective, "flow") else ""
+    print(f"objective {config.objective.name}{flow}, preset {config.preset}, step {state.get('step')}, "
           f"best validation loss {state.get('best_val')}, {params:,} parameters")
-    print(json.dumps(dataclasses.asdict(config), indent=2))
+    print(json.dumps(config.to_dict(), indent=2))
     return 0
 
 

@@ -1,4 +1,22 @@
-"""Training configuration (a frozen dataclass) and named presets.
+"""Training configuration: a frozen dataclass of typed sections, and named presets.
+
+A :class:`TrainConfig` nests one object per concern:
+
+- ``model``: :class:`~gfncp_pyro.sections.ModelSpec`, the Pyro model of Eq. (1) in [1] the
+  network is trained for (CRP ``alpha``, the Gaussian likelihood's ``sigma_mu``/``sigma_x``, the
+  set-size range); the points' dimension is the network's input size (:attr:`TrainConfig.dim`);
+- ``data``: a data kind (:class:`~gfncp_pyro.data.kinds.MixtureData`,
+  :class:`~gfncp_pyro.data.kinds.ImageData` or :class:`~gfncp_pyro.data.kinds.EmbeddingData`)
+  that owns its fields, checks, encoder and sources;
+- ``net``: the network (:class:`~gfncp_pyro.nn.EnergyNetConfig`);
+- ``objective``: :class:`~gfncp_pyro.objectives.GFNCPObjective` or
+  :class:`~gfncp_pyro.objectives.NCPObjective`, the object the trainer calls;
+- ``optim``, ``monitor``, ``runtime``: :mod:`gfncp_pyro.sections`.
+
+Saved configs are versioned (``{"version": 2, ...}``); :meth:`TrainConfig.from_dict` also reads
+the flat dicts of version 1 (checkpoints written up to 2026-12-02, the shipped ones included).
+:meth:`TrainConfig.replace` takes section objects or the flat field names of version 1 (the CLI's
+``--flag`` names), so ``preset("mog2d-small", lr=1e-3, objective="ncp")`` works.
 
 References
 ----------
@@ -9,228 +27,104 @@ References
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import typing
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
-from .data.augment import EmbeddingAugment, ImageAugment
+from ._checks import check_int
+from .data.kinds import DATA_KINDS, DataKind, EmbeddingData, ImageData, MixtureData, data_kind_from_dict
 from .jsonable import JsonDataclass
 from .nn import EnergyNetConfig
+from .objectives import OBJECTIVES, GFNCPObjective, NCPObjective, objective_from_dict
+from .sections import ModelSpec, MonitorConfig, OptimConfig, RuntimeConfig
 
-__all__ = ["TrainConfig", "PRESETS", "PAPER_OBJECTIVE", "preset"]
+__all__ = ["TrainConfig", "PRESETS", "DEFAULT_OBJECTIVE", "PAPER_OBJECTIVE", "CONFIG_VERSION", "preset"]
 
-Objective = Literal["gfncp", "ncp"]
-Flow = Literal["consistent", "paper", "offset", "state"]
-Balance = Literal["flow", "trajectory", "variance"]
-Gauge = Literal["final", "first", "normalizer", "none"]
-Explore = Literal["uniform", "policy"]
-BalanceTarget = Literal["mean", "max"]
-SelectBy = Literal["loss", "panel_tv"]
-Reward = Literal["cd", "nll"]
-Data = Literal["mog", "images", "embeddings"]
+CONFIG_VERSION = 2
+"""The layout :meth:`TrainConfig.to_dict` writes (1: flat, up to 2026-12-02; 2: sections)."""
+
+DEFAULT_OBJECTIVE = GFNCPObjective()
+"""GFNCP's default objective (the field defaults of :class:`~gfncp_pyro.objectives.GFNCPObjective`:
+the variance balance, ``validation/results/ablation.md``)."""
+
+PAPER_OBJECTIVE = GFNCPObjective(flow="paper", balance="flow", reward="cd", delta=0.6, lambda_cd=0.4, gauge="final",
+                                 mc_weight=1.0, mc_warmup=0, mc_ramp=0)
+"""GFNCP's objective as the paper states it (Alg. 1, Eq. 29: MC with the min-shifted flow, Eq. 28 on every
+set, CD with one policy sample; delta and lambda of the reference code). The presets that estimate the
+MC sum on sampled steps (``mc_steps``) use it; the default objective needs every step. The paper's
+``beta`` is 0.99 (App. A in [1]); each preset sets its own."""
+
+_SECTIONS = {"model": ModelSpec, "optim": OptimConfig, "monitor": MonitorConfig, "runtime": RuntimeConfig}
+_READERS = {"data": data_kind_from_dict, "objective": objective_from_dict, "net": EnergyNetConfig.from_dict,
+            **{name: cls.from_dict for name, cls in _SECTIONS.items()}}
+_TYPES = {"data": DataKind, "objective": (GFNCPObjective, NCPObjective), "net": EnergyNetConfig, **_SECTIONS}
+_DATA_ALIASES = {"data_path": "path"}  # flat name -> data-kind field
+_DATA_FLAT = ("data_path", "split", "supervised", "augment", "fixed_k")
+_LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,
+                     "balance_samples": 0, "detach_reward": False}
+
+
+def _section_of(name: str) -> str | None:
+    """The section a flat (version-1) field name belongs to, ``None`` if it is none's."""
+    for section, cls in _SECTIONS.items():
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            return section
+    if name in _DATA_FLAT:
+        return "data"
+    if name in {f.name for f in dataclasses.fields(GFNCPObjective)}:
+        return "objective"
+    return None
 
 
 @dataclass(frozen=True)
 class TrainConfig(JsonDataclass):
-    """Everything that defines a training run (Alg. 1 and App. A in [1]).
+    """Everything that defines a training run (Alg. 1 and App. A in [1]), in sections.
 
-    Data model (the Pyro model of Eq. 1 the network is trained for):
+    :param str preset: the preset it came from (``"custom"`` otherwise).
+    :param int seed: seeds the network initialisation and every random stream (per seed, rank
+        and step, so a resumed run draws what an uninterrupted one would).
+    :param ModelSpec model: the generative model of Eq. (1) in [1] and the set-size range.
+    :param DataKind data: where the training and test sets come from.
+    :param EnergyNetConfig net: the network.
+    :param objective: :class:`~gfncp_pyro.objectives.GFNCPObjective` (default:
+        :data:`DEFAULT_OBJECTIVE`) or :class:`~gfncp_pyro.objectives.NCPObjective`.
+    :param OptimConfig optim: Adam, cosine learning rate, clipping, iterations, batch size.
+    :param MonitorConfig monitor: validation and the choice of ``best.pt``.
+    :param RuntimeConfig runtime: device, bf16, threads.
 
-    :param float alpha: CRP concentration of the training partitions.
-    :param float sigma_mu: prior std of the cluster means.
-    :param float sigma_x: std of points around their cluster mean.
-    :param int n_min: smallest set size; sizes are uniform on ``[n_min, n_max]``.
-    :param int n_max: largest set size.
-    :param fixed_k: if set, every training partition has exactly this many clusters (points
-        assigned uniformly at random among them, resampled if a cluster is empty); the paper's
-        Table 2 setting. ``None`` (default): CRP partitions.
-
-    Data sources other than the Gaussian mixture (:mod:`gfncp_pyro.data.sources`):
-
-    :param data: ``"mog"`` (the Pyro model above), ``"images"`` (28x28 grey images, conv
-        encoder) or ``"embeddings"`` (feature vectors, MLP encoder).
-    :param data_path: the images (an IDX directory or ``.npz``) or embeddings file; given by
-        the caller (``--data``).
-    :param str split: which part trains (:func:`~gfncp_pyro.data.sources.split_pool`):
-        ``"index:A:B"``, ``"classes:K"``, ``"classes:half"`` or ``"all"``; the rest is held out
-        for testing and never reaches training.
-    :param bool supervised: train on real points of distinct classes (true labels) instead of
-        instance discrimination (Sec. 4.3 in [1]).
-    :param augment: ``ImageAugment`` / ``EmbeddingAugment`` (or their dicts) for instance
-        discrimination; default: the class's defaults for image and embedding data.
-
-    Objective and optimisation (paper values where the paper gives them):
-
-    :param objective: ``"gfncp"`` (MC + delta reg + lambda CD, Alg. 1) or ``"ncp"`` (NLL, Eq. 11).
-    :param flow: GFNCP's flow parametrisation of the MC loss (Eq. 24), ``"consistent"``,
-        ``"paper"``, ``"offset"`` or ``"state"`` (see :func:`gfncp_pyro.losses.marginal_consistency`;
-        ``"offset"`` turns on the network's ``flow_head``, ``"state"`` its ``state_head``).
-    :param balance: ``"flow"`` (Eq. 24), ``"trajectory"`` (its trajectory-balance form) or
-        ``"variance"`` (trajectory balance with ``log Z`` optimised out, over
-        ``balance_orders`` orders and ``balance_samples`` policy samples per set), see
-        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
-    :param int balance_orders: see above.
-    :param int balance_samples: see above.
-    :param balance_target: ``"mean"`` or ``"max"``, see
-        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
-    :param bool detach_reward: the variance balance trains the policy only (the reward learns
-        from the likelihood), see :class:`~gfncp_pyro.objectives.GFNCPObjective`.
-    :param gauge: what ``delta`` weighs: ``"final"`` (Eq. 28 on every set), ``"first"`` (the
-        first state's energy), ``"normalizer"`` (each non-terminal step's log-normaliser) or
-        ``"none"``.
-    :param float mc_weight: weight of the MC term once fully on.
-    :param int mc_warmup: iterations with MC weight 0 (the likelihood alone first).
-    :param int mc_ramp: iterations over which the MC weight then rises linearly (with
-        ``mc_calibrate``: the MC gradient into the energies).
-    :param int mc_calibrate: iterations after the warm-up in which the MC term trains only the
-        log-flow offset head (see :class:`~gfncp_pyro.objectives.GFNCPObjective`).
-    :param float order_weight: weight of the variance of ``log q`` over the data partition's
-        ``balance_orders`` orders (order invariance), see
-        :class:`~gfncp_pyro.objectives.GFNCPObjective`.
-    :param explore: exploration labels: ``"uniform"`` random partitions (Alg. 1) or ``"policy"``
-        samples of the current policy.
-    :param float beta: probability that a training set keeps its data partition; otherwise it
-        gets a uniformly random partition (space exploration, Alg. 1). GFNCP only.
-    :param float delta: weight of the energy regulariser (Eq. 28). Not given in [1]; ours.
-    :param reward: how GFNCP learns the reward ``-log p(c | x)`` of Eq. (26): ``"cd"`` with the
-        contrastive-divergence gradient of Eq. (27) and one policy sample (the paper), or
-        ``"nll"`` with the trajectory likelihood ``-log q(c | x, rho)`` of Eq. (30), which equals
-        ``-log p(c | x)`` wherever the MC loss is zero (the policy is then the reward's
-        posterior for every order); ours, lower variance.
-    :param float lambda_cd: weight of the reward term. Not given in [1]; ours.
-    :param mc_steps: if set, the MC loss (and NCP's NLL) is estimated on this many random steps
-        per set (an unbiased estimate of the sum over steps; faster for large N).
-    :param int iterations: optimisation steps (paper: 5,000).
-    :param int batch_size: sets per step (paper: 64).
-    :param float lr: initial learning rate of Adam (paper: 5e-4), cosine-annealed to ``lr_min``
-        (paper: 1e-6) over ``iterations``.
-    :param float grad_clip: max global gradient norm.
-    :param int seed: seeds the network initialisation and every random stream.
-    :param int val_sets: size of the fixed, seeded validation set (selects the best checkpoint).
-    :param int val_every: iterations between validations and periodic checkpoints.
-    :param int panel_sets: if > 0, every ``val_every`` iterations the model is also compared
-        with the exact posterior on this many fixed seeded sets of ``panel_n`` points
-        (:class:`~gfncp_pyro.fidelity.FidelityPanel`; seeds distinct from the validation
-        report's); TV and entropies go to ``metrics.jsonl``. Gaussian mixtures only.
-    :param int panel_n: the panel's set size (enumeration: at most 10).
-    :param select_by: what picks ``best.pt``: ``"loss"`` (validation loss) or ``"panel_tv"``
-        (the panel's mean TV; needs ``panel_sets > 0``).
-    :param str device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    :param bool bf16: bf16 autocast of the network on CUDA (ignored on CPU).
+    Every section may also be given as its dict (``to_dict`` form).
     """
 
     preset: str = "custom"
-    net: EnergyNetConfig = field(default_factory=EnergyNetConfig)
-    alpha: float = 1.0
-    sigma_mu: float = 10.0
-    sigma_x: float = 1.0
-    n_min: int = 100
-    n_max: int = 1000
-    fixed_k: int | None = None
-    data: Data = "mog"
-    data_path: str | None = None
-    split: str = "all"
-    supervised: bool = False
-    augment: ImageAugment | EmbeddingAugment | None = None
-    objective: Objective = "gfncp"
-    flow: Flow = "consistent"
-    balance: Balance = "variance"
-    balance_orders: int = 4
-    balance_samples: int = 2
-    balance_target: BalanceTarget = "mean"
-    detach_reward: bool = True
-    gauge: Gauge = "none"
-    mc_weight: float = 0.1
-    mc_warmup: int = 400
-    mc_ramp: int = 400
-    mc_calibrate: int = 0
-    order_weight: float = 0.0
-    explore: Explore = "uniform"
-    beta: float = 1.0
-    reward: Reward = "nll"
-    delta: float = 0.0
-    lambda_cd: float = 1.0
-    mc_steps: int | None = None
-    iterations: int = 5000
-    batch_size: int = 64
-    lr: float = 5e-4
-    lr_min: float = 1e-6
-    grad_clip: float = 10.0
     seed: int = 0
-    val_sets: int = 256
-    val_every: int = 100
-    panel_sets: int = 0
-    panel_n: int = 8
-    select_by: SelectBy = "loss"
-    device: str = "auto"
-    bf16: bool = False
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataKind = field(default_factory=MixtureData)
+    net: EnergyNetConfig = field(default_factory=EnergyNetConfig)
+    objective: GFNCPObjective | NCPObjective = field(default_factory=GFNCPObjective)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):
-        if isinstance(self.net, dict):
-            object.__setattr__(self, "net", EnergyNetConfig.from_dict(self.net))
-        for name, allowed in _literal_fields().items():  # the allowed values are the Literals' own
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.flow == "offset" and not self.net.flow_head:
+        for name, read in _READERS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = read(value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, _TYPES[name]):
+                raise ValueError(f"TrainConfig.{name} must be a {_type_names(_TYPES[name])} (or its dict), "
+                                 f"got {type(value).__name__}")
+        if not isinstance(self.preset, str):
+            raise ValueError(f"preset must be a string, got {self.preset!r}")
+        object.__setattr__(self, "seed", check_int(self.seed, "seed", 0))
+        flow = getattr(self.objective, "flow", None)
+        if flow == "offset" and not self.net.flow_head:
             object.__setattr__(self, "net", dataclasses.replace(self.net, flow_head=True))
-        if self.flow == "state" and not self.net.state_head:
+        if flow == "state" and not self.net.state_head:
             object.__setattr__(self, "net", dataclasses.replace(self.net, state_head=True))
-        if self.objective == "gfncp":
-            from .objectives import objective_from_config
-
-            objective_from_config(self)  # the objective's own checks (e.g. balance='variance')
-        for name in ("mc_warmup", "mc_ramp", "mc_calibrate", "panel_sets"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not isinstance(self.panel_n, int) or not 2 <= self.panel_n <= 10:
-            raise ValueError(f"panel_n must be an integer in [2, 10], got {self.panel_n!r}")
-        if self.select_by == "panel_tv" and self.panel_sets == 0:
-            raise ValueError("select_by='panel_tv' needs panel_sets > 0")
-        for name in ("alpha", "sigma_mu", "sigma_x", "lr", "grad_clip"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("delta", "lambda_cd", "lr_min", "mc_weight", "order_weight"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
-        for name in ("n_min", "iterations", "batch_size", "val_sets", "val_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.n_max, int) or self.n_max < self.n_min:
-            raise ValueError(f"n_max must be an integer >= n_min={self.n_min}, got {self.n_max!r}")
-        if self.fixed_k is not None and not 1 <= self.fixed_k <= self.n_min:
-            raise ValueError(f"fixed_k must lie in [1, n_min={self.n_min}] or be None, got {self.fixed_k}")
-        if self.mc_steps is not None and (not isinstance(self.mc_steps, int) or self.mc_steps < 1):
-            raise ValueError(f"mc_steps must be a positive integer or None, got {self.mc_steps!r}")
-        self._check_data()
-
-    def _check_data(self) -> None:
-        for name, value in self.kind.check(self).items():  # the kind's own checks and normalised fields
-            object.__setattr__(self, name, value)
-
-    @property
-    def kind(self):
-        """The :class:`~gfncp_pyro.data.kinds.DataKind` of :attr:`data` (which owns the data's
-        checks, encoder, pool and sources)."""
-        from .data.kinds import data_kind
-
-        return data_kind(self.data)
-
-    @property
-    def explores(self) -> bool:
-        """Training batches get exploration partitions (GFNCP with ``beta < 1``, Alg. 1 in [1])."""
-        return self.objective == "gfncp" and self.beta < 1.0
+        self.data.check(self)
 
     @property
     def dim(self) -> int:
-        """Dimension of vector points (Gaussian mixtures, embeddings)."""
+        """Dimension of vector points (Gaussian mixtures, embeddings): the network's input size."""
         return self.net.x_dim
 
     @property
@@ -238,97 +132,205 @@ class TrainConfig(JsonDataclass):
         """Shape of one point: ``(x_dim,)`` or ``(1, 28, 28)``."""
         return self.net.point_shape
 
-    def replace(self, **changes) -> "TrainConfig":
-        """A copy with some fields changed (``net`` fields may be given as ``net_<name>``)."""
-        net_changes = {k[4:]: changes.pop(k) for k in list(changes) if k.startswith("net_")}
-        if net_changes:
-            changes["net"] = dataclasses.replace(self.net, **net_changes)
-        return dataclasses.replace(self, **changes)
+    def mixture(self, variant: str = "dynamic"):
+        """The Pyro model (:class:`~gfncp_pyro.models.CRPMixture`) of ``model`` in dimension :attr:`dim`."""
+        return self.model.mixture(self.dim, variant)
+
+    def to_dict(self) -> dict:
+        """The version-2 JSON dict: ``{"version": 2, "preset", "seed", "model": {...}, "data":
+        {"kind", ...}, "net": {...}, "objective": {"name", ...}, "optim", "monitor", "runtime"}``."""
+        out = {"version": CONFIG_VERSION, "preset": self.preset, "seed": self.seed}
+        for f in dataclasses.fields(self):
+            if f.name not in out:
+                out[f.name] = getattr(self, f.name).to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """The config of a saved dict. Dicts written before the objective fields existed (no
-        ``"balance"`` key: checkpoints of gfncp-pyro up to 2026-11) get the values those runs
-        used, ``balance="flow"`` and ``gauge="final"``, not today's defaults."""
-        if isinstance(data, dict) and "balance" not in data:
-            data = {**_LEGACY_OBJECTIVE, **data}
-        return super().from_dict(data)
+        """The config of a saved dict of any version: 2 (sections), or 1 (flat; dicts without a
+        ``"balance"`` key, from before the objective fields existed, get the objective those
+        runs used, ``balance="flow"`` and ``gauge="final"``, not today's defaults)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"TrainConfig.from_dict needs a dict, got {type(data).__name__}")
+        version = data.get("version", 1)
+        if version == 1:
+            return _from_flat(data)
+        if version != CONFIG_VERSION:
+            raise ValueError(f"this config has version {version!r}; this gfncp-pyro reads versions 1 and "
+                             f"{CONFIG_VERSION}: upgrade gfncp-pyro to read it")
+        fields = {k: v for k, v in data.items() if k != "version"}
+        return super().from_dict(fields)
+
+    def flat(self) -> dict:
+        """Every setting under its flat (version-1, ``--flag``) name: ``{"alpha": 1.0, "data":
+        "mog", "objective": "gfncp", "flow": ..., "net_x_dim": 2, ...}`` (for messages and diffs)."""
+        out = {"preset": self.preset, "seed": self.seed, "data": self.data.name, "objective": self.objective.name}
+        for section in _SECTIONS:
+            out.update(dataclasses.asdict(getattr(self, section)))
+        for name, value in dataclasses.asdict(self.data).items():
+            out["data_path" if name == "path" else name] = value
+        out.update(dataclasses.asdict(self.objective))
+        out.update({f"net_{k}": v for k, v in dataclasses.asdict(self.net).items()})
+        return out
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some settings changed. Names: a section (``model=ModelSpec(...)``,
+        ``objective=NCPObjective()``, ``data=ImageData(...)``, ...), or a flat field name
+        (``lr``, ``alpha``, ``flow``, ``data_path``, ``net_x_dim``, ...: the setting of that name
+        in its section). ``data="images"`` / ``objective="ncp"`` switch the kind of data or the
+        objective by name (a new objective keeps ``mc_steps``; GFNCP with sampled steps is
+        :data:`PAPER_OBJECTIVE`, as in the presets, since the default needs every step). A field the chosen data kind or
+        objective does not have is an error that names it."""
+        top = {k: changes.pop(k) for k in ("preset", "seed", *_READERS)
+               if k in changes and not (k in ("data", "objective") and isinstance(changes[k], str))}
+        data = top.get("data", self.data)
+        if isinstance(changes.get("data"), str):
+            data = _switch_kind(data, changes.pop("data"))
+        objective = top.get("objective", self.objective)
+        if isinstance(changes.get("objective"), str):
+            objective = _switch_objective(objective, changes.pop("objective"))
+        grouped: dict[str, dict] = {}
+        net_changes = {k[4:]: changes.pop(k) for k in list(changes) if k.startswith("net_")}
+        for name, value in changes.items():
+            section = _section_of(name)
+            if section is None:
+                raise ValueError(f"unknown TrainConfig setting {name!r}; settings are the sections "
+                                 f"{sorted(_READERS)}, 'preset', 'seed', net_<field> and the sections' fields")
+            grouped.setdefault(section, {})[_DATA_ALIASES.get(name, name)] = value
+        if "data" in grouped:
+            data = _replace_fields(data, grouped.pop("data"), f"{data.name!r} data")
+        if "objective" in grouped:
+            objective = _replace_fields(objective, grouped.pop("objective"), f"the {objective.name} objective")
+        sections = {name: dataclasses.replace(top.get(name, getattr(self, name)), **fields)
+                    for name, fields in grouped.items()}
+        net = top.get("net", self.net)
+        if net_changes:
+            net = dataclasses.replace(net, **net_changes)
+        return dataclasses.replace(self, **{**top, **sections, "data": data, "objective": objective, "net": net})
 
 
-@functools.cache
-def _literal_fields() -> dict[str, tuple]:
-    """``{field: allowed values}`` for every ``Literal``-typed field of :class:`TrainConfig`
-    (``data`` aside: the registry of data kinds, :mod:`gfncp_pyro.data.kinds`, decides it)."""
-    hints = typing.get_type_hints(TrainConfig)
-    return {name: get_args(hint) for name, hint in hints.items()
-            if typing.get_origin(hint) is Literal and name != "data"}
+def _type_names(types) -> str:
+    return " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
 
 
-_LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,
-                     "balance_samples": 0, "detach_reward": False}
+def _replace_fields(obj, fields: dict, what: str):
+    """``dataclasses.replace(obj, **fields)``, refusing fields ``obj`` does not have."""
+    own = {f.name for f in dataclasses.fields(obj)}
+    foreign = sorted(set(fields) - own)
+    if foreign:
+        shown = [next((k for k, v in _DATA_ALIASES.items() if v == name), name) for name in foreign]
+        if isinstance(obj, MixtureData):
+            raise ValueError(f"{', '.join(shown)}: data_path, split, supervised and augment only apply to image or "
+                             f"embedding data, not to {what}")
+        if isinstance(obj, DataKind) and "fixed_k" in foreign:
+            raise ValueError(f"fixed_k applies to Gaussian mixtures only, not to {what}")
+        raise ValueError(f"{', '.join(shown)} do(es) not apply to {what} (its settings: {sorted(own)})")
+    return dataclasses.replace(obj, **fields)
 
-PAPER_OBJECTIVE: dict = dict(flow="paper", balance="flow", reward="cd", delta=0.6, lambda_cd=0.4, gauge="final",
-                             mc_weight=1.0, mc_warmup=0, mc_ramp=0)
-"""GFNCP's objective as the paper states it (Alg. 1, Eq. 29: MC with the min-shifted flow, Eq. 28 on every
-set, CD with one policy sample; delta and lambda of the reference code). The presets that estimate the
-MC sum on sampled steps (``mc_steps``) keep it; the default objective needs every step."""
+
+def _switch_kind(current: DataKind, name: str) -> DataKind:
+    if name not in DATA_KINDS:
+        raise ValueError(f"data must be one of {', '.join(repr(k) for k in DATA_KINDS)}, got {name!r}")
+    return current if current.name == name else DATA_KINDS[name]()
+
+
+def _switch_objective(current, name: str):
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    if current.name == name:
+        return current
+    if name == "ncp":
+        return NCPObjective(mc_steps=current.mc_steps)
+    # the default objective needs every step; with sampled steps GFNCP is the paper's (as in the presets)
+    return DEFAULT_OBJECTIVE if current.mc_steps is None else dataclasses.replace(PAPER_OBJECTIVE, mc_steps=current.mc_steps)
+
+
+def _from_flat(data: dict) -> TrainConfig:
+    """The reader of version 1: one flat dict (``data``/``objective`` names and every field
+    at top level). Settings a version-1 config carried for another kind of data or objective
+    (``data_path=None`` of a mixture, the GFNCP fields of an NCP run) are dropped when unused."""
+    flat = dict(data)
+    flat.pop("version", None)
+    unknown = sorted(k for k in flat if k not in ("preset", "seed", "net", "data", "objective") and _section_of(k) is None)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig fields (unknown keys) {unknown} in a version-1 (flat) config")
+    if "balance" not in flat:
+        flat = {**_LEGACY_OBJECTIVE, **flat}
+    kind, objective = flat.pop("data", "mog"), flat.pop("objective", "gfncp")
+    if kind not in DATA_KINDS or objective not in OBJECTIVES:
+        raise ValueError(f"a saved config names data {kind!r} and objective {objective!r}; expected data in "
+                         f"{sorted(DATA_KINDS)} and objective in {sorted(OBJECTIVES)}")
+    data_cls, objective_cls = DATA_KINDS[kind], OBJECTIVES[objective]
+    data_fields = {f.name for f in dataclasses.fields(data_cls)}
+    for name in _DATA_FLAT:
+        if name in flat and _DATA_ALIASES.get(name, name) not in data_fields:
+            value = flat.pop(name)
+            if value not in (None, False, "all"):
+                raise ValueError(f"a saved {kind!r} config sets {name}={value!r}, which only applies to other data")
+    if objective_cls is NCPObjective:
+        for name in [k for k in flat if _section_of(k) == "objective" and k != "mc_steps"]:
+            flat.pop(name)
+    net = flat.pop("net", {})
+    base = TrainConfig(data=data_cls(), net=net, objective=objective_cls())
+    return base.replace(**flat)
+
 
 PRESETS: dict[str, TrainConfig] = {
     # App. A.1 of [1]: D = 2, sigma_mu = 10, sigma_x = 1, alpha = 6, N in [100, 1000].
-    "mog2d": TrainConfig(preset="mog2d", alpha=6.0, sigma_mu=10.0, sigma_x=1.0, n_min=100, n_max=1000),
+    "mog2d": TrainConfig(preset="mog2d", model=ModelSpec(alpha=6.0, sigma_mu=10.0, n_min=100, n_max=1000)),
     # Table 2 of [1]: K fixed to 6.
-    "mog2d-k6": TrainConfig(
-        preset="mog2d-k6", alpha=6.0, sigma_mu=10.0, sigma_x=1.0, n_min=100, n_max=1000, fixed_k=6
-    ),
+    "mog2d-k6": TrainConfig(preset="mog2d-k6", model=ModelSpec(alpha=6.0, sigma_mu=10.0, n_min=100, n_max=1000),
+                            data=MixtureData(fixed_k=6)),
     # A CPU-sized version of mog2d: same data model, smaller sets and batches, 32 sampled steps
     # of the MC sum, 2,000 iterations (about 1-2 hours on 2 cores).
     "mog2d-cpu": TrainConfig(
-        preset="mog2d-cpu", alpha=6.0, sigma_mu=10.0, sigma_x=1.0, n_min=20, n_max=200, mc_steps=32,
-        batch_size=32, iterations=2000, beta=0.999, **PAPER_OBJECTIVE,
+        preset="mog2d-cpu", model=ModelSpec(alpha=6.0, sigma_mu=10.0, n_min=20, n_max=200),
+        objective=dataclasses.replace(PAPER_OBJECTIVE, mc_steps=32, beta=0.999),
+        optim=OptimConfig(batch_size=32, iterations=2000),
     ),
     # Exact validation (python -m validation.exact): at N = 8 the posterior is uncertain (mean
     # entropy about 1.5 nats), so comparisons discriminate.
     "mog2d-small": TrainConfig(
-        preset="mog2d-small", alpha=1.0, sigma_mu=5.0, sigma_x=1.0, n_min=1, n_max=32, panel_sets=20,
-        select_by="panel_tv", iterations=3000,
+        preset="mog2d-small", model=ModelSpec(alpha=1.0, sigma_mu=5.0, n_min=1, n_max=32),
+        optim=OptimConfig(iterations=3000), monitor=MonitorConfig(panel_sets=20, select_by="panel_tv"),
     ),
     # App. A.1-A.2 of [1] for MNIST (conv encoder, width 256; alpha 1, beta 0.99, N in
     # [100, 1000], batch 64, 5K iterations). Only the MNIST test split is shipped offline, so by
     # default images 0-4,999 train and 5,000-9,999 test (pass --data DIR).
     "mnist": TrainConfig(
-        preset="mnist", data="images", split="index:0:5000",
+        preset="mnist", model=ModelSpec(alpha=1.0, n_min=100, n_max=1000), data=ImageData(split="index:0:5000"),
         net=EnergyNetConfig(encoder="conv", h_dim=256, g_dim=256, hidden=256),
-        alpha=1.0, n_min=100, n_max=1000,
     ),
     # A CPU-sized MNIST run (about an hour on 2 cores): narrower network, smaller sets and batches.
     "mnist-cpu": TrainConfig(
-        preset="mnist-cpu", data="images", split="index:0:5000", net=EnergyNetConfig(encoder="conv"),
-        alpha=1.0, beta=0.99, n_min=20, n_max=100, batch_size=16, iterations=1200, mc_steps=16,
-        val_sets=64, val_every=100, **PAPER_OBJECTIVE,
+        preset="mnist-cpu", model=ModelSpec(alpha=1.0, n_min=20, n_max=100), data=ImageData(split="index:0:5000"),
+        net=EnergyNetConfig(encoder="conv"), objective=dataclasses.replace(PAPER_OBJECTIVE, mc_steps=16, beta=0.99),
+        optim=OptimConfig(batch_size=16, iterations=1200), monitor=MonitorConfig(val_sets=64, val_every=100),
     ),
     # Unseen classes (Omniglot, 40 classes of 20): train on the 20 smallest class ids, test on the
     # others. alpha 5 keeps test sets of N = 100 feasible (clusters of at most 20 images).
     "omniglot-cpu": TrainConfig(
-        preset="omniglot-cpu", data="images", split="classes:20", net=EnergyNetConfig(encoder="conv"),
-        alpha=5.0, beta=0.99, n_min=20, n_max=100, batch_size=16, iterations=800, mc_steps=16,
-        val_sets=64, val_every=100, **PAPER_OBJECTIVE,
+        preset="omniglot-cpu", model=ModelSpec(alpha=5.0, n_min=20, n_max=100), data=ImageData(split="classes:20"),
+        net=EnergyNetConfig(encoder="conv"), objective=dataclasses.replace(PAPER_OBJECTIVE, mc_steps=16, beta=0.99),
+        optim=OptimConfig(batch_size=16, iterations=800), monitor=MonitorConfig(val_sets=64, val_every=100),
     ),
     # The paper's ImageNet setting on user-provided 384-d (e.g. DINO ViT-S) embeddings: MLP
     # encoder, beta 0.999, unseen classes (half of the classes train).
     "embeddings": TrainConfig(
-        preset="embeddings", data="embeddings", split="classes:half", net=EnergyNetConfig(x_dim=384),
-        alpha=1.0, n_min=100, n_max=1000,
+        preset="embeddings", model=ModelSpec(alpha=1.0, n_min=100, n_max=1000),
+        data=EmbeddingData(split="classes:half"), net=EnergyNetConfig(x_dim=384),
     ),
     "embeddings-cpu": TrainConfig(
-        preset="embeddings-cpu", data="embeddings", split="classes:half", net=EnergyNetConfig(x_dim=384),
-        alpha=1.0, beta=0.999, n_min=20, n_max=200, batch_size=32, iterations=2000, mc_steps=32,
-        **PAPER_OBJECTIVE,
+        preset="embeddings-cpu", model=ModelSpec(alpha=1.0, n_min=20, n_max=200),
+        data=EmbeddingData(split="classes:half"), net=EnergyNetConfig(x_dim=384),
+        objective=dataclasses.replace(PAPER_OBJECTIVE, mc_steps=32, beta=0.999),
+        optim=OptimConfig(batch_size=32, iterations=2000),
     ),
 }
 
 
 def preset(name: str, **overrides) -> TrainConfig:
-    """A named preset, optionally with fields overridden."""
+    """A named preset, optionally with fields overridden (:meth:`TrainConfig.replace` names)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

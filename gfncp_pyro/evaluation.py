@@ -67,7 +67,7 @@ def evaluate(
 
     :param source: where the test sets come from (``draw(lengths, generator, device, dtype)``);
         default :func:`~gfncp_pyro.data.sources.evaluation_source` of ``config`` (which reads
-        ``config.data_path`` for images and embeddings).
+        ``config.data.path`` for images and embeddings).
     :param int keep_sets: return the first ``keep_sets`` test sets with their true and greedy
         labels and SDPP values under ``"sets"`` (for figures; not JSON-ready).
     :returns: a JSON-ready dict: ``{"nmi": summary, "ari": ..., "mc_paper": ..., "mc_consistent": ...,
@@ -109,7 +109,7 @@ def evaluate(
     bar.close()
     report = {name: summarize(values) for name, values in scores.items() if values}
     report["sdpp_values"] = scores["sdpp"]
-    data = config.kind.describe(config, source)
+    data = config.data.describe(config, source)
     report["protocol"] = {
         "num_sets": num_sets, "num_points": num_points, "seed": seed, "decoding": "greedy, identity order",
         "sdpp_sets": min(sdpp_sets, num_sets), "sdpp_orders": sdpp_orders, "data": data,

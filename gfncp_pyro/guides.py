@@ -142,7 +142,7 @@ class GFNCPGuide(PyroModule):
         network, trained, config = load_pretrained(spec, map_location=map_location, variant=variant)
         if model is None:
             if trained is None:
-                raise ValueError(f"{spec} was trained on {config.data} data; GFNCPGuide needs a model "
+                raise ValueError(f"{spec} was trained on {config.data.name} data; GFNCPGuide needs a model "
                                  "trained on a CRP mixture of Gaussians")
             model = trained
         return cls(model, network, config=config, **kwargs)

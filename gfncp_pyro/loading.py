@@ -1,11 +1,12 @@
 """One loader for trained networks: the network, the Pyro model it was trained for, its config.
 
 A checkpoint (:mod:`gfncp_pyro.checkpoint`) carries the whole training configuration
-(:class:`~gfncp_pyro.config.TrainConfig`), which holds the model spec: the CRP concentration
-``alpha``, the likelihood's ``sigma_mu`` and ``sigma_x`` (isotropic Gaussian, Eq. (1) in [1]),
-the point shape and the data kind. :func:`model_for` builds the
-:class:`~gfncp_pyro.models.CRPMixture` from it (the only place that does), and
-:func:`load_pretrained` returns the three together::
+(:class:`~gfncp_pyro.config.TrainConfig`), which holds the model spec ``config.model``: the CRP
+concentration ``alpha``, the likelihood's ``sigma_mu`` and ``sigma_x`` (isotropic Gaussian,
+Eq. (1) in [1]); the point shape (``config.net``) and the data kind (``config.data``).
+:func:`model_for` gives the :class:`~gfncp_pyro.models.CRPMixture` of it
+(``config.mixture()``, for mixture data only), and :func:`load_pretrained` returns the three
+together::
 
     network, model, config = load_pretrained("mog2d-small")          # shipped, objective gfncp
     network, model, config = load_pretrained("pretrained:mog2d-small:ncp")
@@ -102,15 +103,15 @@ def shipped_path(name: str, objective: str = DEFAULT_OBJECTIVE) -> Path:
 def model_for(config: TrainConfig, variant: Variant = "dynamic") -> CRPMixture | None:
     """The CRP mixture a network was trained on, from its config (Eq. (1) in [1]).
 
-    :returns: ``CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim, variant)``
-        for Gaussian-mixture training data (``config.kind.is_mixture``); ``None`` for image or
+    :returns: ``config.mixture(variant)``, the model of ``config.model`` in dimension
+        ``config.dim``, for Gaussian-mixture training data (``config.data.is_mixture``); ``None`` for image or
         embedding data, whose training sets do not come from a Pyro model.
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a gfncp_pyro.config.TrainConfig, got {type(config).__name__}")
-    if not config.kind.is_mixture:
+    if not config.data.is_mixture:
         return None
-    return CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim, variant=variant)
+    return config.mixture(variant)
 
 
 def load_pretrained(name_or_path: str | os.PathLike, *, map_location="cpu", variant: Variant = "dynamic"):
@@ -134,7 +135,8 @@ def load_pretrained(name_or_path: str | os.PathLike, *, map_location="cpu", vari
 
 
 def _spec_of(config: TrainConfig) -> dict:
-    return {"alpha": config.alpha, "sigma_mu": config.sigma_mu, "sigma_x": config.sigma_x, "dim": config.dim}
+    m = config.model
+    return {"alpha": m.alpha, "sigma_mu": m.sigma_mu, "sigma_x": m.sigma_x, "dim": config.dim}
 
 
 def check_model(model: CRPMixture, config: TrainConfig | None, *, force: bool = False,
@@ -149,8 +151,8 @@ def check_model(model: CRPMixture, config: TrainConfig | None, *, force: bool = 
     """
     if config is None:
         return
-    if not config.kind.is_mixture:
-        differ = f"it was trained on {config.data} data, not on a CRP mixture of Gaussians"
+    if not config.data.is_mixture:
+        differ = f"it was trained on {config.data.name} data, not on a CRP mixture of Gaussians"
     else:
         trained = _spec_of(config)
         wanted = {"alpha": model.alpha, "sigma_mu": model.sigma_mu, "sigma_x": model.sigma_x, "dim": model.dim}

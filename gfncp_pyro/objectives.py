@@ -35,19 +35,20 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 
 from . import decoding, flows, losses, policy
+from ._checks import check_int, finite_float
 from .data.sets import random_step_subset
+from .jsonable import JsonDataclass
 from .nn import EnergyNet
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import TrainConfig
     from .batch import SetBatch
 
-__all__ = ["GFNCPObjective", "NCPObjective", "objective_from_config", "first_state_energy"]
+__all__ = ["GFNCPObjective", "NCPObjective", "OBJECTIVES", "objective_from_dict", "first_state_energy"]
 
 
 def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torch.Tensor,
@@ -64,6 +65,20 @@ def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torc
         return net.f(G, unassigned).to(h.dtype)
 
 
+def _check_mc_steps(mc_steps) -> None:
+    if mc_steps is not None and (isinstance(mc_steps, bool) or not isinstance(mc_steps, int) or mc_steps < 1):
+        raise ValueError(f"mc_steps must be a positive integer or None, got {mc_steps!r}")
+
+
+class _Objective(JsonDataclass):
+    """JSON with the objective's name: ``{"name": "gfncp" | "ncp", ...fields}``."""
+
+    name: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **super().to_dict()}
+
+
 def _step_subset(mc_steps: int | None, batch: "SetBatch", generator: torch.Generator):
     if mc_steps is None:
         return None
@@ -72,14 +87,19 @@ def _step_subset(mc_steps: int | None, batch: "SetBatch", generator: torch.Gener
 
 
 @dataclass(frozen=True)
-class NCPObjective:
+class NCPObjective(_Objective):
     """NCP's maximum likelihood, Eq. (11) in [1]: ``mean_b[-log q(c_b | x_b, rho_b)]`` along
     random orders.
 
     :param mc_steps: if set, the NLL is estimated on this many random steps per set (unbiased).
     """
 
+    name: ClassVar[str] = "ncp"
+    explores: ClassVar[bool] = False  # trains on data partitions only
     mc_steps: int | None = None
+
+    def __post_init__(self):
+        _check_mc_steps(self.mc_steps)
 
     def loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator, *,
              step: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
@@ -93,8 +113,13 @@ class NCPObjective:
 
 
 @dataclass(frozen=True)
-class GFNCPObjective:
+class GFNCPObjective(_Objective):
     """GFNCP's objective (Eq. 29, Alg. 1 in [1]) with the choices of the module docstring.
+
+    The field defaults are the package's default objective (the variance balance over 4 orders
+    and 2 detached policy samples, weight 0 for 400 iterations then ramped to 0.1 over 400, the
+    reward by the NLL averaged over the orders); :data:`gfncp_pyro.config.PAPER_OBJECTIVE` is the
+    paper's (min-shifted flow balance, Eq. 28 gauge, CD reward).
 
     :param flow: state-flow parametrisation of the balance loss
         (:func:`~gfncp_pyro.losses.marginal_consistency`): ``"paper"``, ``"consistent"`` or
@@ -141,27 +166,47 @@ class GFNCPObjective:
         first iteration: turned on after a likelihood-only warm-up it meets the large order
         variance the likelihood leaves and the gradients explode (measured: gradient norms
         1e5-1e7 once its weight passed ~0.3, ``validation/results/ablation.md``). ``0``: off.
+    :param float beta: probability that a training set keeps its data partition; otherwise it
+        gets an exploration partition (space exploration, Alg. 1 in [1]); the batch sampler
+        draws which (:func:`~gfncp_pyro.train.draw_batch`).
     """
 
-    flow: Literal["consistent", "paper", "offset", "state"] = "paper"
-    balance: Literal["flow", "trajectory", "variance"] = "flow"
-    balance_orders: int = 2
-    balance_samples: int = 1
+    name: ClassVar[str] = "gfncp"
+
+    flow: Literal["consistent", "paper", "offset", "state"] = "consistent"
+    balance: Literal["flow", "trajectory", "variance"] = "variance"
+    balance_orders: int = 4
+    balance_samples: int = 2
     balance_target: Literal["mean", "max"] = "mean"
-    detach_reward: bool = False
-    reward: Literal["cd", "nll"] = "cd"
-    lambda_cd: float = 0.4
-    delta: float = 0.6
-    gauge: Literal["final", "first", "normalizer", "none"] = "final"
-    mc_weight: float = 1.0
-    mc_warmup: int = 0
-    mc_ramp: int = 0
+    detach_reward: bool = True
+    reward: Literal["cd", "nll"] = "nll"
+    lambda_cd: float = 1.0
+    delta: float = 0.0
+    gauge: Literal["final", "first", "normalizer", "none"] = "none"
+    mc_weight: float = 0.1
+    mc_warmup: int = 400
+    mc_ramp: int = 400
     mc_calibrate: int = 0
     explore: Literal["uniform", "policy"] = "uniform"
     mc_steps: int | None = None
     order_weight: float = 0.0
+    beta: float = 1.0
 
     def __post_init__(self):
+        self.check_literals()
+        _check_mc_steps(self.mc_steps)
+        for name in ("mc_warmup", "mc_ramp", "mc_calibrate"):
+            check_int(getattr(self, name), name, 0)
+        for name in ("delta", "lambda_cd", "mc_weight", "order_weight"):
+            value = finite_float(getattr(self, name), name)
+            if value < 0:
+                raise ValueError(f"{name} must be a non-negative finite number, got {getattr(self, name)!r}")
+        if not isinstance(self.detach_reward, bool):
+            raise ValueError(f"detach_reward must be True or False, got {self.detach_reward!r}")
+        if not 0.0 <= finite_float(self.beta, "beta") <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
+        for name in ("balance_orders", "balance_samples"):
+            check_int(getattr(self, name), name)
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow='consistent', 'offset' or 'state' and every step "
                              "(mc_steps=None)")
@@ -182,6 +227,11 @@ class GFNCPObjective:
             if self.balance_orders < 1 or self.balance_samples < 0 or self.balance_orders + self.balance_samples < 2:
                 raise ValueError("balance='variance' needs balance_orders >= 1, balance_samples >= 0 and at "
                                  "least two trajectories per set")
+
+    @property
+    def explores(self) -> bool:
+        """Training batches get exploration partitions (``beta < 1``, Alg. 1 in [1])."""
+        return self.beta < 1.0
 
     def balance_weight(self, step: int | None) -> float:
         """Weight of the balance term at iteration ``step`` (``None``: fully on)."""
@@ -355,15 +405,13 @@ class GFNCPObjective:
         return loss, parts
 
 
-def objective_from_config(config: "TrainConfig") -> GFNCPObjective | NCPObjective:
-    """The objective object of a :class:`~gfncp_pyro.config.TrainConfig`."""
-    if config.objective == "ncp":
-        return NCPObjective(mc_steps=config.mc_steps)
-    return GFNCPObjective(
-        flow=config.flow, balance=config.balance, balance_orders=config.balance_orders,
-        balance_samples=config.balance_samples, balance_target=config.balance_target,
-        detach_reward=config.detach_reward, reward=config.reward, lambda_cd=config.lambda_cd,
-        delta=config.delta, gauge=config.gauge, mc_weight=config.mc_weight, mc_warmup=config.mc_warmup,
-        mc_ramp=config.mc_ramp, mc_calibrate=config.mc_calibrate, explore=config.explore, mc_steps=config.mc_steps,
-        order_weight=config.order_weight,
-    )
+OBJECTIVES: dict[str, type] = {objective.name: objective for objective in (GFNCPObjective, NCPObjective)}
+"""The objectives by name (the ``name`` key of their saved dicts, ``--objective``)."""
+
+
+def objective_from_dict(data: dict) -> GFNCPObjective | NCPObjective:
+    """Inverse of ``to_dict``: ``{"name": "gfncp" | "ncp", ...fields}``."""
+    if not isinstance(data, dict) or data.get("name") not in OBJECTIVES:
+        raise ValueError(f"a saved objective is a dict with 'name' one of {sorted(OBJECTIVES)}, got {data!r}")
+    fields = dict(data)
+    return OBJECTIVES[fields.pop("name")].from_dict(fields)

@@ -41,7 +41,7 @@ from .data import exploration_mask, random_lengths, random_orders, with_explorat
 from .data.sources import training_source
 from .interrupts import Interrupted
 from .nn import EnergyNet
-from .objectives import GFNCPObjective, objective_from_config
+from .objectives import GFNCPObjective
 
 __all__ = ["Trainer", "draw_batch", "batch_loss", "resolve_device", "cosine_lr",
            "NonFiniteLossError"]
@@ -108,14 +108,14 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
     :meth:`CRPMixture.sample_batch`; for images and embeddings instance discrimination), with
     random orders and, for GFNCP, exploration partitions on a fraction ``1 - beta`` of the sets.
     ``source``: the training source, if already built (image pools are loaded once)."""
-    batch_size = batch_size or config.batch_size
+    batch_size = batch_size or config.optim.batch_size
     source = source if source is not None else training_source(config)
-    lengths = random_lengths(batch_size, config.n_min, config.n_max, generator)
+    lengths = random_lengths(batch_size, config.model.n_min, config.model.n_max, generator)
     data = source.draw(lengths, generator, device, dtype)
     labels = data.labels.cpu()
     orders = random_orders(lengths, generator)
-    if explore and config.explores:
-        flags = exploration_mask(batch_size, config.beta, generator)
+    if explore and config.objective.explores:
+        flags = exploration_mask(batch_size, config.objective.beta, generator)
         labels = with_exploration(labels, lengths, flags, generator)
     else:
         flags = torch.zeros(batch_size, dtype=torch.bool)
@@ -131,11 +131,11 @@ def draw_batch(config: TrainConfig, generator: torch.Generator, device: torch.de
 def batch_loss(net: EnergyNet, config: TrainConfig, batch: SetBatch, generator: torch.Generator,
                bf16: bool = False, reward: str | None = None, step: int | None = None
                ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The objective of ``config`` (:func:`~gfncp_pyro.objectives.objective_from_config`) on one
-    batch, averaged over sets, and its parts, at iteration ``step`` (``None``: every term at
-    full weight). ``reward`` overrides GFNCP's ``config.reward`` (validation scores every GFNCP
-    run with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is)."""
-    objective = objective_from_config(config)
+    """The objective of ``config`` (``config.objective``) on one batch, averaged over sets, and its
+    parts, at iteration ``step`` (``None``: every term at full weight). ``reward`` overrides
+    GFNCP's ``config.objective.reward`` (validation scores every GFNCP run with ``"nll"``: the CD
+    surrogate's value is not a loss, only its gradient is)."""
+    objective = config.objective
     if isinstance(objective, GFNCPObjective):
         return objective.loss(net, batch, generator, step=step, bf16=bf16, reward=reward)
     return objective.loss(net, batch, generator, step=step, bf16=bf16)
@@ -153,7 +153,7 @@ class Trainer:
         ``ValueError`` says so. Temporary files of a killed checkpoint write are removed.
     :param bool progress: show a tqdm progress bar (rank 0 only).
     :param pool: an already loaded data pool for image/embedding configs (default: read
-        ``config.data_path``).
+        ``config.data.path``).
     """
 
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
@@ -163,15 +163,18 @@ class Trainer:
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
-        self.device = resolve_device(config.device)
-        self.bf16 = config.bf16 and self.device.type == "cuda"
+        self.device = resolve_device(config.runtime.device)
+        self.bf16 = config.runtime.bf16 and self.device.type == "cuda"
+        if config.runtime.threads is not None:
+            torch.set_num_threads(config.runtime.threads)
         self.progress = progress and self.rank == 0
         torch.manual_seed(config.seed)  # identical initialisation on every rank
         self.net = EnergyNet(config.net).to(self.device)
-        self.objective = objective_from_config(config)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.objective = config.objective
+        optim = config.optim
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=optim.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.iterations, eta_min=config.lr_min
+            self.optimizer, T_max=optim.iterations, eta_min=optim.lr_min
         )
         self.step = 0
         self.best_val = math.inf
@@ -192,15 +195,13 @@ class Trainer:
         self.source = training_source(config, pool=pool, device=self.device)
         self.validation = [
             draw_batch(config, iteration_generator(config.seed, _VALIDATION_DATA, i), self.device,
-                       batch_size=min(64, config.val_sets), explore=False, source=self.source)
-            for i in range(math.ceil(config.val_sets / 64))
+                       batch_size=min(64, config.monitor.val_sets), explore=False, source=self.source)
+            for i in range(math.ceil(config.monitor.val_sets / 64))
         ]
-        if config.panel_sets and self.rank == 0:
+        if config.monitor.panel_sets and self.rank == 0:
             from .fidelity import FidelityPanel
-            from .models import CRPMixture
 
-            mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, dim=config.dim)
-            self.panel = FidelityPanel(mixture, config.panel_sets, config.panel_n)
+            self.panel = FidelityPanel(config.mixture(), config.monitor.panel_sets, config.monitor.panel_n)
 
     # -------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -216,24 +217,26 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         saved = TrainConfig.from_dict(state["config"])
-        if saved.replace(iterations=self.config.iterations) != self.config:
-            diff = {k: (v, getattr(self.config, k)) for k, v in vars(saved).items()
-                    if k != "iterations" and getattr(self.config, k) != v}
+        iterations = self.config.optim.iterations
+        if saved.replace(iterations=iterations, threads=self.config.runtime.threads) != self.config:
+            old, new = saved.flat(), self.config.flat()
+            diff = {k: (v, new.get(k)) for k, v in old.items() if k not in ("iterations", "threads") and new.get(k) != v}
+            diff.update({k: (None, v) for k, v in new.items() if k not in old})
             raise CheckpointError(f"cannot resume: the checkpoint was trained with another config (saved, now): {diff}")
         for key in ("optimizer", "scheduler", "step"):
             if key not in state:
                 raise CheckpointError(f"cannot resume: the checkpoint has no {key!r} (a pretrained model?)")
         step = int(state["step"])
-        if self.config.iterations < step:
-            raise CheckpointError(f"cannot resume with --iterations {self.config.iterations}: the run is already at "
+        if iterations < step:
+            raise CheckpointError(f"cannot resume with --iterations {iterations}: the run is already at "
                                   f"step {step}; pass --iterations M with M >= {step}")
         self.net.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if saved.iterations != self.config.iterations:  # re-plan the cosine over the new total
-            self.scheduler.T_max = self.config.iterations
+        if saved.optim.iterations != iterations:  # re-plan the cosine over the new total
+            self.scheduler.T_max = iterations
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(step, self.config.iterations, self.config.lr, self.config.lr_min)
+                group["lr"] = cosine_lr(step, iterations, self.config.optim.lr, self.config.optim.lr_min)
             self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.step = step
         self.best_val = float(state.get("best_val", math.inf))
@@ -250,7 +253,7 @@ class Trainer:
     # -------------------------------------------------------------- training
     def validate(self) -> float:
         """Mean objective (no exploration) on the fixed validation sets; for GFNCP the reward
-        term is the trajectory NLL (Eq. 26 through Eq. 30), whatever ``config.reward`` is."""
+        term is the trajectory NLL (Eq. 26 through Eq. 30), whatever ``config.objective.reward`` is."""
         total, count = 0.0, 0
         self.net.eval()
         with torch.no_grad():
@@ -310,22 +313,22 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._sync_gradients()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), **parts}
 
     def fit(self, until: int | None = None) -> dict:
-        """Train up to ``until`` iterations (default: ``config.iterations``); checkpoint and
+        """Train up to ``until`` iterations (default: ``config.optim.iterations``); checkpoint and
         validate every ``val_every`` iterations. Ctrl-C or SIGTERM (a scheduler, ``kill``) stops
         after the current iteration: ``last.pt`` is saved, then
         :class:`~gfncp_pyro.interrupts.Interrupted` (a ``KeyboardInterrupt`` with the signal
         number) is raised; a second signal stops at once, keeping the last periodic checkpoint."""
-        config = self.config
-        until = config.iterations if until is None else min(until, config.iterations)
+        iterations, monitor = self.config.optim.iterations, self.config.monitor
+        until = iterations if until is None else min(until, iterations)
         self.net.train()
-        bar = tqdm(total=config.iterations, initial=self.step, disable=not self.progress, desc=config.objective,
+        bar = tqdm(total=iterations, initial=self.step, disable=not self.progress, desc=self.config.objective.name,
                    dynamic_ncols=True)
         start = time.perf_counter()
         with _StopRequests() as stop:
@@ -333,13 +336,13 @@ class Trainer:
                 record = self.train_step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.3g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-                if self.step % config.val_every == 0 or self.step == config.iterations:
+                if self.step % monitor.val_every == 0 or self.step == iterations:
                     val = self.validate()
                     record["val_loss"] = val
                     panel = self.evaluate_panel()
                     record.update(panel)
                     self.val_history.append({"step": self.step, "val_loss": val, **panel})
-                    if config.select_by == "panel_tv":
+                    if monitor.select_by == "panel_tv":
                         val = panel["panel_tv"]
                     if val < self.best_val:
                         self.best_val = val

@@ -16,7 +16,7 @@ PARTS = {
     "pyro": {"distributions", "distributions.amortized", "distributions.constraints", "distributions.crp",
              "distributions.lazy_grad", "distributions.marginal", "distributions.provenance", "models", "guides",
              "guide_cache", "infer", "mcmc", "reward", "scale"},
-    "training": {"config", "data", "data.augment", "data.embeddings", "data.image_sets", "data.images",
+    "training": {"config", "sections", "data", "data.augment", "data.embeddings", "data.image_sets", "data.images",
                  "data.kinds", "data.points", "data.pools", "data.sources", "train", "checkpoint", "evaluation", "fidelity",
                  "loading", "pretrained", "__version__"},
     "interface": {"cli", "figures", "__main__"},

@@ -42,7 +42,9 @@ def check_measured(lines: list[str]) -> None:
         assert "B=2 N=[4,8]: 2 it in" in line and "bf16=False" in line and "peak GPU n/a" in line
         rates = [float(v) for v in re.findall(r"([\d.]+) (?:it|sets|images|vectors)/s", line)]
         assert len(rates) == 3 and all(math.isfinite(r) and r > 0 for r in rates), line
-        assert math.isclose(rates[1], 2 * rates[0], rel_tol=1e-2) and math.isclose(rates[2], 6 * rates[1], rel_tol=1e-2)
+        # printed to 3 decimals (it/s), 1 (sets/s) and 0 (points/s): allow those roundings on slow machines
+        assert math.isclose(rates[1], 2 * rates[0], rel_tol=1e-2, abs_tol=0.05 + 2 * 5e-4)
+        assert math.isclose(rates[2], 6 * rates[1], rel_tol=1e-2, abs_tol=0.5 + 6 * 0.05)
     augment = [line for line in lines if line.startswith("augment_images on cpu, M = 256")]
     assert len(augment) == 1 and float(re.search(r"([\d,]+) images/s", augment[0])[1].replace(",", "")) > 0
 

@@ -35,7 +35,7 @@ def test_train_resume_info(tmp_path, capsys):
     assert main(["train"] + flags + ["--resume"]) == 0
     assert main(["info", out + "/last.pt"]) == 0
     assert "step 4" in capsys.readouterr().out
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["iterations"] == 4
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["optim"]["iterations"] == 4
 
 
 def test_evaluate_writes_json(checkpoint, tmp_path, capsys):
@@ -140,7 +140,7 @@ def test_train_on_64d_features_takes_the_input_size_from_the_data(digits, tmp_pa
     assert config["net"]["x_dim"] == 64
     assert "64-d" in capsys.readouterr().err
     if form == "npy+labels":  # features and labels stored together: evaluate and resume find them
-        assert config["data_path"] == str(out / "data.npz")
+        assert config["data"]["path"] == str(out / "data.npz")
     assert main(["evaluate", str(out / "last.pt"), "--sets", "2", "--N", "12", "--sdpp-sets", "1", "--sdpp-orders", "2",
                  "--no-progress"]) == 0
     report = capsys.readouterr().out
@@ -269,7 +269,7 @@ def test_resume_with_more_iterations_extends_a_finished_run_subprocess(tmp_path)
     assert [r["lr"] for r in records[2:]] == pytest.approx([cosine_lr(t, 5, 1e-3, 1e-5) for t in (3, 4, 5)], rel=1e-9)
     assert records[1]["lr"] == pytest.approx(1e-5)  # the first plan ended at lr_min
     config = json.loads((out / "config.json").read_text())
-    assert config["iterations"] == 5 and config["batch_size"] == 2 and config["lr"] == 1e-3
+    assert config["optim"]["iterations"] == 5 and config["optim"]["batch_size"] == 2 and config["optim"]["lr"] == 1e-3
 
 
 def test_train_on_sklearn_digits_from_the_command_line_subprocess(digits, tmp_path):

@@ -125,7 +125,7 @@ def test_flow_residuals_reject_bad_input():
 
 def _pretrained_points(n: int, seed: int = 0):
     net, config = resolve_model(PRETRAINED)
-    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    mixture = config.mixture()
     x = mixture.sample_batch(torch.tensor([n]), generator=torch.Generator().manual_seed(seed)).x[0]
     return net, config, x
 
@@ -147,7 +147,7 @@ def _trajectory_products(dag: nx.DiGraph) -> dict[tuple, float]:
 def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
     net, config, x = _pretrained_points(3)
     dag = build_dag(3)
-    summary = policy_dag(dag, net, x, config.flow)
+    summary = policy_dag(dag, net, x, config.objective.flow)
     verify_dag(dag, 3)  # annotating leaves the structure alone
     for node, data in dag.nodes(data=True):
         if data["kind"] != "terminal":
@@ -161,11 +161,11 @@ def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
     assert abs(summary["total_probability"] - 1.0) < 1e-5
     # The paper's flow: residuals as the MC loss sees them, along one trajectory.
     steps = policy.teacher_force(net, x[None], torch.tensor([[0, 1, 1]]), orders=torch.tensor([[2, 0, 1]]))
-    mc = float(losses.marginal_consistency(steps, config.flow))
+    mc = float(losses.marginal_consistency(steps, config.objective.flow))
     path = ["312:0", "312:01"]
     assert abs(sum(dag.nodes[v]["residual"] ** 2 for v in path) - mc) < 1e-4 * max(1.0, mc)
     # In float64 every check holds to 1e-9.
-    exact = policy_dag(build_dag(3), net.double(), x.double(), config.flow)
+    exact = policy_dag(build_dag(3), net.double(), x.double(), config.objective.flow)
     assert exact["atol"] < 2e-9
     assert max(exact["prob_sum_error"], exact["trajectory_error"], abs(exact["total_probability"] - 1)) < 1e-9
 
@@ -174,7 +174,7 @@ def test_pretrained_policy_dag_sums_to_one_and_matches_log_prob():
 def test_check_policy_dag_detects_a_wrong_probability():
     net, config, x = _pretrained_points(3)
     dag = build_dag(3)
-    policy_dag(dag, net, x, config.flow)
+    policy_dag(dag, net, x, config.objective.flow)
     orders, labels = all_trajectories(3)
     reference = torch.cat([policy.log_prob_orders(net, x, labels[i], orders[i:i + 6]) for i in range(0, 30, 6)])
     dag.edges["123:01", "13|2"]["prob"] += 0.01
@@ -243,7 +243,7 @@ def test_dag_cli_with_checkpoint_writes_annotated_graphml(tmp_path, capsys):
     from gfncp_pyro.pretrained import load_pretrained
 
     _, config = load_pretrained("mog2d-small", "gfncp", with_config=True)
-    assert graph.graph["flow"] == config.flow and graph.graph["checkpoint"] == PRETRAINED
+    assert graph.graph["flow"] == config.objective.flow and graph.graph["checkpoint"] == PRETRAINED
     assert all(isinstance(d["prob"], float) for _, _, d in graph.edges(data=True))
     for node, data in graph.nodes(data=True):
         if data["kind"] == "partial":

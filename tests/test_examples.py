@@ -11,6 +11,7 @@ import torch
 import reference as ref
 from gfncp_pyro.checkpoint import save_checkpoint
 from gfncp_pyro.config import TrainConfig
+from gfncp_pyro.sections import ModelSpec
 from gfncp_pyro.pretrained import available
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -27,7 +28,7 @@ def load(name):
 def checkpoint(tmp_path_factory):
     """A small random network saved as a training checkpoint of the mog2d-small model."""
     net = ref.make_net(0, torch.float32)
-    config = TrainConfig(net=net.config, alpha=1.0, sigma_mu=5.0, sigma_x=1.0, n_min=1, n_max=8)
+    config = TrainConfig(net=net.config, model=ModelSpec(alpha=1.0, sigma_mu=5.0, sigma_x=1.0, n_min=1, n_max=8))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, {"config": config.to_dict(), "model": net.state_dict()})
     return str(path)

@@ -37,10 +37,10 @@ def _npz(path, n=60, classes=6):
 
 def test_config_checks_data_and_round_trips_augment_through_json():
     config = preset("mnist-cpu", data_path="/some/dir", augment={"rotation": 5.0, "crop_scale": [0.7, 1.0]})
-    assert isinstance(config.augment, ImageAugment) and config.augment.crop_scale == (0.7, 1.0)
+    assert isinstance(config.data.augment, ImageAugment) and config.data.augment.crop_scale == (0.7, 1.0)
     again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
-    assert isinstance(preset("embeddings-cpu").augment, EmbeddingAugment)
+    assert isinstance(preset("embeddings-cpu").data.augment, EmbeddingAugment)
     with pytest.raises(ValueError, match="conv"):
         preset("mnist-cpu", net_encoder="mlp")
     with pytest.raises(ValueError, match="only apply to image"):
@@ -72,7 +72,7 @@ def test_held_out_classes_never_reach_training_sets():
     assert len(train_classes) == 20 and len(test_classes) == 20 and not train_classes & test_classes
     # every point of a training set is (an augmentation of) a training-pool image: with
     # augmentations off, each point equals some training image exactly
-    exact = InstanceSource(train.pool, config.alpha, augment=None)
+    exact = InstanceSource(train.pool, config.model.alpha, augment=None)
     sets = exact.draw(torch.tensor([30, 12]), torch.Generator().manual_seed(0), "cpu")
     flat = sets.x[sets.mask].flatten(1)
     distance = torch.cdist(flat, train.pool.points.flatten(1), compute_mode="donot_use_mm_for_euclid_dist").min(1).values

@@ -20,7 +20,7 @@ from gfncp_pyro import decoding, flows, losses, policy
 from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset
 from gfncp_pyro.exact import exact_posterior
 from gfncp_pyro.models import CRPMixture
-from gfncp_pyro.objectives import GFNCPObjective, NCPObjective, first_state_energy, objective_from_config
+from gfncp_pyro.objectives import GFNCPObjective, NCPObjective, first_state_energy
 from gfncp_pyro.train import draw_batch, iteration_generator
 from test_order_invariance import oracle_step_energies
 
@@ -36,12 +36,12 @@ def _previous_formula(net, config, batch, generator):
     """The GFNCP objective as train.batch_loss wrote it before the objective objects."""
     encodings = policy.encode_points(net, batch.x)
     steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, batch.orders)
-    mc = losses.marginal_consistency(steps, config.flow)
+    mc = losses.marginal_consistency(steps, config.objective.flow)
     energy = policy.partition_energy(net, encodings, batch.labels, batch.mask)
-    loss = (mc + config.delta * losses.energy_regularizer(energy)).mean()
+    loss = (mc + config.objective.delta * losses.energy_regularizer(energy)).mean()
     keep = batch.is_data
-    if config.reward == "nll":
-        return loss + config.lambda_cd * losses.ncp_nll(steps)[keep].sum() / keep.numel()
+    if config.objective.reward == "nll":
+        return loss + config.objective.lambda_cd * losses.ncp_nll(steps)[keep].sum() / keep.numel()
     x, mask = batch.x[keep], batch.mask[keep]
     width = int(mask.sum(1).max())
     x, mask = x[:, :width], mask[:, :width]
@@ -49,16 +49,16 @@ def _previous_formula(net, config, batch, generator):
     sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width], generator=generator,
                                 encodings=sub)
     energy_sample = policy.partition_energy(net, sub, sample[:, 0], mask)
-    return loss + config.lambda_cd * (energy[keep] - energy_sample).sum() / keep.numel()
+    return loss + config.objective.lambda_cd * (energy[keep] - energy_sample).sum() / keep.numel()
 
 
 @pytest.mark.parametrize("flow,reward", [("paper", "cd"), ("consistent", "nll"), ("consistent", "cd")])
 def test_gfncp_objective_equals_the_previous_formula(flow, reward):
-    config = preset("mog2d-small", **{**PAPER_OBJECTIVE, "flow": flow, "reward": reward}, beta=0.5, n_max=9)
+    config = preset("mog2d-small", objective=PAPER_OBJECTIVE, flow=flow, reward=reward, beta=0.5, n_max=9)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
     assert bool(batch.is_data.any()) and not bool(batch.is_data.all())
-    objective = objective_from_config(config)
+    objective = config.objective
     assert isinstance(objective, GFNCPObjective)
     loss, parts = objective.loss(net, batch, torch.Generator().manual_seed(7))
     expected = _previous_formula(net, config, batch, torch.Generator().manual_seed(7))
@@ -70,9 +70,9 @@ def test_ncp_objective_is_the_mean_nll():
     config = preset("mog2d-small", objective="ncp", n_max=9)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
-    loss, parts = objective_from_config(config).loss(net, batch, torch.Generator())
+    loss, parts = config.objective.loss(net, batch, torch.Generator())
     expected = -policy.log_prob(net, batch.x, batch.labels, batch.mask, batch.orders).mean()
-    assert isinstance(objective_from_config(config), NCPObjective)
+    assert isinstance(config.objective, NCPObjective)
     assert abs(float(loss.detach()) - float(expected.detach())) < 1e-9 and abs(parts["nll"] - float(expected.detach())) < 1e-9
 
 
@@ -80,7 +80,7 @@ def test_balance_weight_schedule():
     objective = GFNCPObjective(mc_weight=2.0, mc_warmup=10, mc_ramp=4)
     assert [objective.balance_weight(s) for s in (0, 9, 10, 11, 13, 100)] == [0.0, 0.0, 0.5, 1.0, 2.0, 2.0]
     assert objective.balance_weight(None) == 2.0
-    assert GFNCPObjective(mc_warmup=3).balance_weight(3) == 1.0
+    assert GFNCPObjective(mc_warmup=3, mc_ramp=0, mc_weight=1.0).balance_weight(3) == 1.0
 
 
 def test_warmup_objective_is_the_likelihood_alone():
@@ -88,7 +88,7 @@ def test_warmup_objective_is_the_likelihood_alone():
                     mc_warmup=5, mc_ramp=0, mc_weight=1.0, n_max=9, balance="flow")
     net = ref.make_net(2, torch.float64, flow_head=True)
     batch = _batch(config)
-    objective = objective_from_config(config)
+    objective = config.objective
     loss, _ = objective.loss(net, batch, torch.Generator(), step=0)
     nll = -policy.log_prob(net, batch.x, batch.labels, batch.mask, batch.orders).mean()
     assert abs(float(loss.detach()) - float(nll.detach())) < 1e-9
@@ -200,7 +200,7 @@ def test_policy_exploration_replaces_only_the_exploration_labels():
     config = preset("mog2d-small", flow="offset", reward="nll", explore="policy", beta=0.5, n_max=9, balance="flow")
     net = ref.make_net(2, torch.float64, flow_head=True)
     batch = _batch(config)
-    objective = objective_from_config(config)
+    objective = config.objective
     enc = policy.encode_points(net, batch.x)
     labels = objective._exploration_labels(net, batch, enc, torch.Generator().manual_seed(0))
     keep = batch.is_data
@@ -302,7 +302,7 @@ def test_state_objective_runs_and_needs_its_head():
     config = preset("mog2d-small", flow="state", reward="nll", gauge="none", delta=0.0, n_max=7, balance="flow")
     assert config.net.state_head and not config.net.flow_head
     net = ref.make_net(2, torch.float64, state_head=True)
-    loss, parts = objective_from_config(config).loss(net, _batch(config), torch.Generator())
+    loss, parts = config.objective.loss(net, _batch(config), torch.Generator())
     assert torch.isfinite(loss) and parts["mc"] >= 0
     loss.backward()
     assert net.beta_net[0].weight.grad is not None and float(net.beta_net[0].weight.grad.abs().sum()) > 0
@@ -366,7 +366,7 @@ def test_variance_objective_averages_the_nll_over_orders_and_trains():
                     gauge="none", delta=0.0, beta=1.0, n_max=7, lambda_cd=1.0, detach_reward=False)
     net = ref.make_net(2, torch.float64)
     batch = _batch(config)
-    objective = objective_from_config(config)
+    objective = config.objective
     loss, parts = objective.loss(net, batch, torch.Generator().manual_seed(1))
     assert torch.isfinite(loss) and parts["mc"] >= 0 and parts["order_var"] >= 0
     # The NLL part: the batch's own order and two more drawn from the generator, averaged.
@@ -392,7 +392,7 @@ def test_detached_reward_changes_gradients_not_values():
     for detach in (False, True):
         config = preset("mog2d-small", detach_reward=detach, **base)
         net = ref.make_net(2, torch.float64)
-        loss, _ = objective_from_config(config).loss(net, _batch(config), torch.Generator().manual_seed(4))
+        loss, _ = config.objective.loss(net, _batch(config), torch.Generator().manual_seed(4))
         loss.backward()
         grads[detach] = (float(loss.detach()), torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert abs(grads[False][0] - grads[True][0]) < 1e-12
@@ -401,16 +401,19 @@ def test_detached_reward_changes_gradients_not_values():
 
 def test_old_checkpoint_configs_keep_their_objective():
     """A config dict saved before the objective fields existed reads as the objective it trained with."""
-    old = preset("mog2d-small", **PAPER_OBJECTIVE).to_dict()
+    import json
+    from pathlib import Path
+
+    old = json.loads((Path(__file__).parent / "data" / "config_v1.json").read_text())["mog2d-cpu"]  # paper objective
     for key in ("balance", "balance_orders", "balance_samples", "balance_target", "detach_reward", "gauge",
                 "mc_weight", "mc_warmup", "mc_ramp", "mc_calibrate", "explore", "panel_sets", "panel_n", "select_by"):
         old.pop(key)
-    config = TrainConfig.from_dict(old)
-    assert config.balance == "flow" and config.gauge == "final" and config.flow == "paper" and config.reward == "cd"
+    objective = TrainConfig.from_dict(old).objective
+    assert (objective.balance, objective.gauge, objective.flow, objective.reward) == ("flow", "final", "paper", "cd")
     from gfncp_pyro.pretrained import load_pretrained
 
     _, shipped = load_pretrained("mog2d-small", "gfncp_consistent", with_config=True)
-    assert shipped.balance == "flow" and shipped.flow == "consistent"
+    assert shipped.objective.balance == "flow" and shipped.objective.flow == "consistent"
 
 
 def test_max_target_is_the_mean_square_distance_to_the_best_order():
@@ -422,7 +425,7 @@ def test_max_target_is_the_mean_square_distance_to_the_best_order():
                     balance_samples=0, mc_weight=1.0, mc_warmup=0, mc_ramp=0)
     net = ref.make_net(3, torch.float64)
     batch = _batch(config)
-    loss, parts = objective_from_config(config).loss(net, batch, torch.Generator().manual_seed(2))
+    loss, parts = config.objective.loss(net, batch, torch.Generator().manual_seed(2))
     gen = torch.Generator().manual_seed(2)
     lengths = batch.mask.sum(1)
     orders = [batch.orders, random_orders(lengths, gen), random_orders(lengths, gen)]

@@ -254,7 +254,7 @@ def test_the_guide_refuses_a_model_with_other_hyper_parameters(shipped, change):
 def test_the_guide_accepts_the_training_model_in_every_variant(shipped):
     network, trained, config = shipped
     assert (trained.alpha, trained.sigma_mu, trained.sigma_x, trained.dim) == \
-        (config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+        (config.model.alpha, config.model.sigma_mu, config.model.sigma_x, config.dim)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for variant in ("dynamic", "padded", "collapsed"):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from gfncp_pyro.distributions import ChineseRestaurantProcess
-from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.pretrained import load_pretrained
 from gfncp_pyro.scale import (estimate_scale, median_nn_distance, nearest_neighbour_distances, nn_scale,
                               reference_nn_distance)
@@ -41,7 +40,7 @@ def test_median_nn_refuses_duplicated_points_and_tiny_sets():
 @pytest.fixture(scope="module")
 def model():
     net, config = load_pretrained("mog2d-small", "gfncp", with_config=True)
-    return net, CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    return net, config.mixture()
 
 
 def test_auto_scale_is_equivariant_and_maximises_the_scored_evidence(model):

@@ -9,7 +9,6 @@ import torch
 
 from gfncp_pyro.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from gfncp_pyro.config import PAPER_OBJECTIVE, PRESETS, TrainConfig, preset
-from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.partitions import is_canonical
 from gfncp_pyro.train import NonFiniteLossError, Trainer, batch_loss, draw_batch, iteration_generator
 
@@ -139,10 +138,11 @@ def test_nonfinite_loss_stops_with_a_clear_message(tmp_path):
 
 
 def test_config_validation_and_presets():
-    assert PRESETS["mog2d"].alpha == 6.0 and PRESETS["mog2d"].n_max == 1000
-    assert PRESETS["mog2d-k6"].fixed_k == 6
+    assert PRESETS["mog2d"].model.alpha == 6.0 and PRESETS["mog2d"].model.n_max == 1000
+    assert PRESETS["mog2d-k6"].data.fixed_k == 6
     small = PRESETS["mog2d-small"]
-    assert (small.alpha, small.sigma_mu, small.sigma_x, small.n_min, small.n_max) == (1.0, 5.0, 1.0, 1, 32)
+    m = small.model
+    assert (m.alpha, m.sigma_mu, m.sigma_x, m.n_min, m.n_max) == (1.0, 5.0, 1.0, 1, 32)
     assert TrainConfig.from_dict(small.to_dict()) == small
     for bad in (dict(objective="vae"), dict(flow="x"), dict(beta=1.5), dict(alpha=-1.0), dict(n_max=0),
                 dict(mc_steps=0), dict(batch_size=0)):
@@ -196,8 +196,8 @@ def test_sampler_used_by_training_is_the_models():
     batch = draw_batch(config, gen_a, torch.device("cpu"), explore=False)
     from gfncp_pyro.data import random_lengths
 
-    lengths = random_lengths(config.batch_size, config.n_min, config.n_max, gen_b)
-    mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+    lengths = random_lengths(config.optim.batch_size, config.model.n_min, config.model.n_max, gen_b)
+    mixture = config.mixture()
     direct = mixture.sample_batch(lengths, gen_b, dtype=torch.float64)
     assert torch.equal(batch.labels, direct.labels)
     assert torch.allclose(batch.x, direct.x.float())
@@ -206,7 +206,7 @@ def test_sampler_used_by_training_is_the_models():
 @pytest.mark.parametrize("flow", ["paper", "consistent"])
 @pytest.mark.parametrize("reward", ["cd", "nll"])
 def test_step_subsampled_training_runs(tmp_path, flow, reward):
-    trainer = Trainer(tiny(iterations=2, mc_steps=2, **{**PAPER_OBJECTIVE, "flow": flow, "reward": reward}),
+    trainer = Trainer(tiny(iterations=2, mc_steps=2, objective=PAPER_OBJECTIVE, flow=flow, reward=reward),
                       tmp_path, progress=False)
     record = trainer.train_step()
     assert math.isfinite(record["loss"]) and math.isfinite(record["mc"])

@@ -136,8 +136,8 @@ def config_for(name: str, iterations: int, seed: int = 0):
 
     if name not in CONFIGS:
         raise SystemExit(f"unknown configuration {name!r}; choose one of {sorted(CONFIGS)}")
-    return preset("mog2d-small", **{**BASE, **CONFIGS[name]}, iterations=iterations, seed=seed, panel_sets=20,
-                  select_by="panel_tv")
+    base = preset("mog2d-small", **BASE, iterations=iterations, seed=seed, panel_sets=20, select_by="panel_tv")
+    return base.replace(**CONFIGS[name])  # objective="ncp" there replaces the GFNCP objective as a whole
 
 
 def command(name: str, iterations: int, out: str) -> str:

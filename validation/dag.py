@@ -39,7 +39,6 @@ from gfncp_pyro.loading import resolve_model
 from gfncp_pyro.interrupts import run_interruptible
 from gfncp_pyro.outputs import check_output_dir, write_atomic_with
 from gfncp_pyro.losses import FLOWS
-from gfncp_pyro.models import CRPMixture
 from gfncp_pyro.nn import EnergyNet
 from gfncp_pyro.partitions import bell_number, canonicalize
 from validation.dag_policy import MAX_POLICY_N, policy_dag
@@ -362,17 +361,17 @@ def _checkpoint_points(args) -> tuple[EnergyNet, torch.Tensor, str]:
                             f"{MAX_POLICY_N} (N! * Bell(N) trajectories)")
         x = torch.as_tensor(points, dtype=param.dtype, device=param.device)
     else:
-        if not config.kind.is_mixture:
-            raise UserError(f"{args.checkpoint} was trained on {config.data}, not on the Gaussian mixture; pass its "
+        if not config.data.is_mixture:
+            raise UserError(f"{args.checkpoint} was trained on {config.data.name}, not on the Gaussian mixture; pass its "
                             "points with --data FILE")
         n = 3 if args.N is None else args.N
         if not 1 <= n <= MAX_POLICY_N:
             raise UserError(f"--N must be between 1 and {MAX_POLICY_N} with --checkpoint (N! * Bell(N) "
                             f"trajectories), got {n}")
         generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
-        mixture = CRPMixture(config.alpha, config.sigma_mu, config.sigma_x, config.dim)
+        mixture = config.mixture()
         x = mixture.sample_batch(torch.tensor([n]), generator=generator, dtype=param.dtype).x[0].to(param.device)
-    return net, x, config.flow
+    return net, x, getattr(config.objective, "flow", "consistent")
 
 
 def _run(args) -> int:

@@ -202,8 +202,8 @@ def _load_guides(args, mixture_of) -> tuple[dict, CRPMixture, dict]:
     guides, training, mixture = {}, {}, None
     for name, spec in (("gfncp", args.gfncp), ("ncp", args.ncp)):
         net, config = resolve_model(spec)
-        if not config.kind.is_mixture or config.dim != 2:
-            raise UserError(f"{spec} was trained on {config.data} in dimension {config.dim}; the race needs a "
+        if not config.data.is_mixture or config.dim != 2:
+            raise UserError(f"{spec} was trained on {config.data.name} in dimension {config.dim}; the race needs a "
                             "2-D Gaussian-mixture model such as pretrained:mog2d-small:gfncp")
         here = mixture_of(config)
         if mixture is None:
@@ -234,7 +234,7 @@ def run_race(args) -> dict:
     """Run the race described in the module docstring; returns the JSON report."""
     _check_args(args)
     torch.set_num_threads(1)
-    guides, mixture, training = _load_guides(args, lambda c: CRPMixture(c.alpha, c.sigma_mu, c.sigma_x, dim=2))
+    guides, mixture, training = _load_guides(args, lambda c: c.model.mixture(2))
     xs = mixture.sample_batch(torch.full((args.datasets,), args.N), torch.Generator().manual_seed(args.seed),
                               dtype=torch.float64).x
     generator = torch.Generator().manual_seed(args.seed + 1)

@@ -188,8 +188,8 @@ def _load(name: str, model) -> _Model:
     else:
         raise ValueError(f"models[{name!r}] must be a checkpoint spec (a path or pretrained:NAME:OBJECTIVE) or a "
                          f"gfncp_pyro.nn.EnergyNet, got {type(model).__name__}")
-    if config is not None and not config.kind.is_mixture:
-        raise ModelMismatchError(f"{label} was trained on {config.data}; the exact validation needs a "
+    if config is not None and not config.data.is_mixture:
+        raise ModelMismatchError(f"{label} was trained on {config.data.name}; the exact validation needs a "
                                  "Gaussian-mixture model (e.g. pretrained:mog2d-small:gfncp)")
     check_network_outputs(net, spec, what=label)
     return _Model(label, spec, net, config)

@@ -11,8 +11,8 @@ A *set source* turns set sizes into a batch of sets with their partitions (App. 
 
 :func:`training_source` and :func:`evaluation_source` build them from a :class:`~gfncp_pyro.config.TrainConfig`
 (its kind of data, :mod:`gfncp_pyro.data.kinds`, decides);
-a data file is read from the path the caller put in ``config.data_path`` and split by
-``config.split`` (:func:`split_pool`): training sets only ever see the training part.
+a data file is read from the path the caller put in ``config.data.path`` and split by
+``config.data.split`` (:func:`split_pool`): training sets only ever see the training part.
 
 References
 ----------
@@ -136,24 +136,24 @@ def split_pool(pool: LabeledPool, split: str) -> tuple[LabeledPool, LabeledPool]
 
 
 def load_pool(config: "TrainConfig") -> LabeledPool:
-    """Read ``config.data_path`` as the pool of ``config``'s kind of data (images: an IDX
+    """Read ``config.data.path`` as the pool of ``config``'s kind of data (images: an IDX
     directory or ``.npz``; embeddings: ``.npy``/``.npz``/safetensors)."""
-    if not hasattr(config.kind, "load_pool"):
-        raise ValueError(f"{config.data!r} data are drawn from the model and have no pool to load")
-    return config.kind.load_pool(config)
+    if not hasattr(config.data, "load_pool"):
+        raise ValueError(f"{config.data.name!r} data are drawn from the model and have no pool to load")
+    return config.data.load_pool()
 
 
 def training_source(config: "TrainConfig", pool: LabeledPool | None = None, device=None):
     """The source of training (and validation) sets of ``config`` (its
     :class:`~gfncp_pyro.data.kinds.DataKind` decides); ``pool``: an already loaded pool to use
-    instead of reading ``config.data_path`` (split by ``config.split`` all the same); ``device``:
+    instead of reading ``config.data.path`` (split by ``config.data.split`` all the same); ``device``:
     where the training pool's points are kept, so sets are gathered and augmented there (on a
     GPU, data generation never leaves the device)."""
-    return config.kind.training_source(config, pool, device)
+    return config.data.training_source(config, pool, device)
 
 
 def evaluation_source(config: "TrainConfig", pool: LabeledPool | None = None, alpha: float | None = None):
     """The source of test sets of ``config`` (held-out part of the split, real points of
     distinct classes; for Gaussian mixtures the model itself). ``alpha`` overrides the CRP
     concentration of the test partitions."""
-    return config.kind.evaluation_source(config, pool, alpha)
+    return config.data.evaluation_source(config, pool, alpha)
