@@ -16,7 +16,8 @@ matrix-multiply GFLOP of an iteration (``FlopCounterMode``) with the GFLOP/s it 
 whose cores are busy with other processes, OpenMP's spin-waiting can make the sampler's many
 small operations very slow; ``OMP_WAIT_POLICY`` is recorded.
 
-Run: ``python benchmarks/bench_train_step.py [--repeats 5] [--threads 1]``
+Run: ``python benchmarks/bench_train_step.py [--repeats 5] [--threads 1] [--bf16]`` (``--bf16``: every case
+also with bf16 autocast of the network on the CPU).
 
 References
 ----------
@@ -61,8 +62,9 @@ def config_of(changes: dict) -> TrainConfig:
 class Iteration:
     """One training iteration of ``config``'s objective (the trainer's ``train_step``)."""
 
-    def __init__(self, config: TrainConfig, seed: int):
+    def __init__(self, config: TrainConfig, seed: int, bf16: bool = False):
         torch.manual_seed(seed)
+        self.bf16 = bf16  # bf16 autocast of the network's layers (on the CPU here; the trainer uses it on CUDA)
         self.config = config
         self.net = EnergyNet(config.net)
         self.objective = config.objective
@@ -72,7 +74,7 @@ class Iteration:
     def __call__(self) -> None:
         generator = iteration_generator(self.config.seed, 0, self.step)
         batch = draw_batch(self.config, generator, torch.device("cpu"))
-        loss, _ = self.objective.loss(self.net, batch, generator, step=self.step)
+        loss, _ = self.objective.loss(self.net, batch, generator, step=self.step, bf16=self.bf16)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip)
@@ -102,33 +104,46 @@ def counted_gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def header(repeats: int) -> str:
+    """The first line of the record: sizes, protocol and the default objective's choices."""
+    default = config_of({}).objective
+    return (f"B={BATCH}, N={N}, float32, mog2d data (alpha 6), median of {repeats} iterations (after 1 "
+            f"warm-up); cpu = process CPU time (all threads). Default GFNCP objective: flow={default.flow}, "
+            f"balance={default.balance}, reward={default.reward}, gauge={default.gauge}; OMP_WAIT_POLICY="
+            f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time every case with bf16 autocast of the network on the CPU (avx512_bf16)")
     args = parser.parse_args()
-    default = config_of({})
-    lines = [f"B={BATCH}, N={N}, float32, mog2d data (alpha 6), median of {args.repeats} iterations (after 1 "
-             f"warm-up); cpu = process CPU time (all threads). Default GFNCP objective: flow={default.flow}, "
-             f"balance={default.balance}, reward={default.reward}, gauge={default.gauge}; OMP_WAIT_POLICY="
-             f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}"]
+    lines = [header(args.repeats)]
     default_threads = torch.get_num_threads()
     for threads in args.threads:
         torch.set_num_threads(threads)
         lines.append(f"-- {threads} thread(s)")
-        for name in args.cases:
-            iteration = Iteration(config_of(CASES[name]), seed=1)
+        for name, bf16 in [(name, bf16) for name in args.cases for bf16 in ((False, True) if args.bf16 else (False,))]:
+            iteration = Iteration(config_of(CASES[name]), seed=1, bf16=bf16)
             wall, cpu = timed(iteration, args.repeats)
             seconds = statistics.median(wall)
             gflop = counted_gflop(iteration)
-            lines.append(f"{name:<36} {seconds:5.2f} s (min {min(wall):5.2f}, max {max(wall):5.2f}, cpu "
+            label = f"{name}, bf16" if bf16 else name
+            lines.append(f"{label:<42} {seconds:5.2f} s (min {min(wall):5.2f}, max {max(wall):5.2f}, cpu "
                          f"{statistics.median(cpu):5.2f})  {BATCH / seconds:6.1f} sets/s {BATCH * N / seconds:7.0f} "
                          f"points/s  {gflop:6.1f} GFLOP {gflop / seconds:6.1f} GFLOP/s")
         a, w = torch.randn(80_000, 128), torch.randn(128, 128)
         seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])
         lines.append(f"plain matmul (80000 x 128) @ (128 x 128): {seconds * 1e3:6.1f} ms, "
                      f"{2 * 80_000 * 128 * 128 / seconds / 1e9:6.1f} GFLOP/s")
+        if args.bf16:
+            a, w = a.bfloat16(), w.bfloat16()
+            seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])
+            lines.append(f"plain bf16 matmul (80000 x 128) @ (128 x 128): {seconds * 1e3:6.1f} ms, "
+                         f"{2 * 80_000 * 128 * 128 / seconds / 1e9:6.1f} GFLOP/s")
     torch.set_num_threads(default_threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines.append(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
