@@ -51,6 +51,7 @@ CASES: dict[str, dict] = {
     "gfncp paper objective, 32 MC steps": dict(objective=PAPER_OBJECTIVE, beta=0.999, mc_steps=32),
     "ncp": dict(objective="ncp"),
     "ncp, 16 steps": dict(objective="ncp", mc_steps=16),
+    "ncp, 6 orders": dict(objective="ncp", num_orders=6),
 }
 
 

@@ -69,7 +69,7 @@ def _section_of(name: str) -> str | None:
             return section
     if name in _DATA_FLAT:
         return "data"
-    if name in {f.name for f in dataclasses.fields(GFNCPObjective)}:
+    if name in {f.name for cls in OBJECTIVES.values() for f in dataclasses.fields(cls)}:
         return "objective"
     return None
 

@@ -76,6 +76,27 @@ def test_ncp_objective_is_the_mean_nll():
     assert abs(float(loss.detach()) - float(expected.detach())) < 1e-9 and abs(parts["nll"] - float(expected.detach())) < 1e-9
 
 
+def test_ncp_over_several_orders_is_the_mean_nll_over_them():
+    from gfncp_pyro.data import random_orders
+
+    config = preset("mog2d-small", objective="ncp", num_orders=3, n_max=9)
+    assert config.objective == NCPObjective(num_orders=3)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    loss, parts = config.objective.loss(net, batch, torch.Generator().manual_seed(5))
+    generator, lengths = torch.Generator().manual_seed(5), batch.mask.sum(1)
+    orders = [batch.orders] + [random_orders(lengths, generator) for _ in range(2)]
+    with torch.no_grad():
+        per_order = [-policy.log_prob(net, batch.x, batch.labels, batch.mask, o) for o in orders]
+    expected = torch.stack(per_order).mean(0).mean()
+    assert abs(float(loss.detach()) - float(expected)) < 1e-9 and abs(parts["nll"] - float(expected)) < 1e-9
+    assert abs(float(per_order[0].mean()) - float(expected)) > 1e-6  # the other orders count
+    with pytest.raises(ValueError, match="num_orders must be an integer >= 1"):
+        NCPObjective(num_orders=0)
+    with pytest.raises(ValueError, match="num_orders do\\(es\\) not apply to the gfncp objective"):
+        preset("mog2d-small", num_orders=2)
+
+
 def test_balance_weight_schedule():
     objective = GFNCPObjective(mc_weight=2.0, mc_warmup=10, mc_ramp=4)
     assert [objective.balance_weight(s) for s in (0, 9, 10, 11, 13, 100)] == [0.0, 0.0, 0.5, 1.0, 2.0, 2.0]
