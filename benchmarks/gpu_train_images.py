@@ -162,12 +162,11 @@ def main(argv: list[str] | None = None) -> list[str]:
                   f"embeddings: synthetic {POOL_SIZE:,} x 384 standard normal, {CLASSES} classes, split classes:half"]
         cases = []
         train = functools.partial(train_case, iterations=iterations, warmup=warmup, device=device.type, **sizes)
-        variants = [(objective, None, bf16) for objective in ("gfncp", "ncp") for bf16 in precisions]
-        variants += [("gfncp", mc_steps, bf16) for bf16 in precisions]
-        for objective, mc, bf16 in variants:
-            chosen = PAPER_OBJECTIVE if objective == "gfncp" and mc else objective  # sampled steps: the paper's MC loss
-            cases.append((f"mnist {objective} bf16={bf16} mc_steps={mc}",
-                          functools.partial(train, "mnist", data, tmp / f"run{len(cases)}", objective=chosen,
+        variants = [(name, name, None, bf16) for name in ("gfncp", "ncp") for bf16 in precisions]
+        variants += [("gfncp", PAPER_OBJECTIVE, mc_steps, bf16) for bf16 in precisions]  # sampled steps: the paper's MC loss
+        for name, objective, mc, bf16 in variants:
+            cases.append((f"mnist {name} bf16={bf16} mc_steps={mc}",
+                          functools.partial(train, "mnist", data, tmp / f"run{len(cases)}", objective=objective,
                                             bf16=bf16, mc_steps=mc)))
         cases.append((f"augment_images M = {count:,}", lambda deadline: augment_case(data, count, device, repeats=5)))
         for bf16 in precisions:
