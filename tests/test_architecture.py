@@ -115,3 +115,19 @@ def test_nothing_below_the_interface_imports_the_cli():
     for path in SOURCES:
         if _part_of(_module_name(path)) != "interface":
             assert "cli" not in _package_imports(path), path
+
+
+MAX_FUNCTION_LINES = 80
+
+
+@pytest.mark.parametrize("folder", ["gfncp_pyro", "validation"])
+def test_no_function_is_longer_than_80_lines(folder):
+    """Issue 13's rule: long functions are split into named helpers (docstrings included)."""
+    long = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                size = node.end_lineno - node.lineno + 1
+                if size > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({size} lines)")
+    assert not long, long
