@@ -30,10 +30,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ._checks import check_int
-from .data.kinds import DATA_KINDS, DataKind, EmbeddingData, ImageData, MixtureData, data_kind_from_dict
+from .data.kinds import DataKind, EmbeddingData, ImageData, MixtureData, data_kind_class, data_kind_from_dict
 from .jsonable import JsonDataclass
 from .nn import EnergyNetConfig
-from .objectives import OBJECTIVES, GFNCPObjective, NCPObjective, objective_from_dict
+from .objectives import OBJECTIVES, GFNCPObjective, NCPObjective, objective_class, objective_from_dict
 from .sections import ModelSpec, MonitorConfig, OptimConfig, RuntimeConfig
 
 __all__ = ["TrainConfig", "PRESETS", "DEFAULT_OBJECTIVE", "PAPER_OBJECTIVE", "CONFIG_VERSION", "preset"]
@@ -57,21 +57,21 @@ _READERS = {"data": data_kind_from_dict, "objective": objective_from_dict, "net"
             **{name: cls.from_dict for name, cls in _SECTIONS.items()}}
 _TYPES = {"data": DataKind, "objective": (GFNCPObjective, NCPObjective), "net": EnergyNetConfig, **_SECTIONS}
 _DATA_ALIASES = {"data_path": "path"}  # flat name -> data-kind field
+_FLAT_DATA_NAMES = {field: flat for flat, field in _DATA_ALIASES.items()}  # data-kind field -> flat name
 _DATA_FLAT = ("data_path", "split", "supervised", "augment", "fixed_k")
 _LEGACY_OBJECTIVE = {"balance": "flow", "gauge": "final", "mc_weight": 1.0, "mc_warmup": 0, "mc_ramp": 0,
                      "balance_samples": 0, "detach_reward": False}
 
 
+_SECTION_OF = {**{f.name: "objective" for cls in OBJECTIVES.values() for f in dataclasses.fields(cls)},
+               **{name: "data" for name in _DATA_FLAT},
+               **{f.name: section for section, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}}
+"""The section each flat (version-1) field name belongs to (the names are unique across sections)."""
+
+
 def _section_of(name: str) -> str | None:
     """The section a flat (version-1) field name belongs to, ``None`` if it is none's."""
-    for section, cls in _SECTIONS.items():
-        if name in {f.name for f in dataclasses.fields(cls)}:
-            return section
-    if name in _DATA_FLAT:
-        return "data"
-    if name in {f.name for cls in OBJECTIVES.values() for f in dataclasses.fields(cls)}:
-        return "objective"
-    return None
+    return _SECTION_OF.get(name)
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class TrainConfig(JsonDataclass):
         for section in _SECTIONS:
             out.update(dataclasses.asdict(getattr(self, section)))
         for name, value in dataclasses.asdict(self.data).items():
-            out["data_path" if name == "path" else name] = value
+            out[_FLAT_DATA_NAMES.get(name, name)] = value
         out.update(dataclasses.asdict(self.objective))
         out.update({f"net_{k}": v for k, v in dataclasses.asdict(self.net).items()})
         return out
@@ -218,7 +218,7 @@ def _replace_fields(obj, fields: dict, what: str):
     own = {f.name for f in dataclasses.fields(obj)}
     foreign = sorted(set(fields) - own)
     if foreign:
-        shown = [next((k for k, v in _DATA_ALIASES.items() if v == name), name) for name in foreign]
+        shown = [_FLAT_DATA_NAMES.get(name, name) for name in foreign]
         if isinstance(obj, MixtureData):
             raise ValueError(f"{', '.join(shown)}: data_path, split, supervised and augment only apply to image or "
                              f"embedding data, not to {what}")
@@ -229,14 +229,12 @@ def _replace_fields(obj, fields: dict, what: str):
 
 
 def _switch_kind(current: DataKind, name: str) -> DataKind:
-    if name not in DATA_KINDS:
-        raise ValueError(f"data must be one of {', '.join(repr(k) for k in DATA_KINDS)}, got {name!r}")
-    return current if current.name == name else DATA_KINDS[name]()
+    kind = data_kind_class(name)
+    return current if current.name == name else kind()
 
 
 def _switch_objective(current, name: str):
-    if name not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    objective_class(name)  # refuses unknown names
     if current.name == name:
         return current
     if name == "ncp":
@@ -256,11 +254,8 @@ def _from_flat(data: dict) -> TrainConfig:
         raise ValueError(f"unknown TrainConfig fields (unknown keys) {unknown} in a version-1 (flat) config")
     if "balance" not in flat:
         flat = {**_LEGACY_OBJECTIVE, **flat}
-    kind, objective = flat.pop("data", "mog"), flat.pop("objective", "gfncp")
-    if kind not in DATA_KINDS or objective not in OBJECTIVES:
-        raise ValueError(f"a saved config names data {kind!r} and objective {objective!r}; expected data in "
-                         f"{sorted(DATA_KINDS)} and objective in {sorted(OBJECTIVES)}")
-    data_cls, objective_cls = DATA_KINDS[kind], OBJECTIVES[objective]
+    kind = flat.pop("data", "mog")
+    data_cls, objective_cls = data_kind_class(kind), objective_class(flat.pop("objective", "gfncp"))
     data_fields = {f.name for f in dataclasses.fields(data_cls)}
     for name in _DATA_FLAT:
         if name in flat and _DATA_ALIASES.get(name, name) not in data_fields:

@@ -48,7 +48,8 @@ from .nn import EnergyNet
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import SetBatch
 
-__all__ = ["GFNCPObjective", "NCPObjective", "OBJECTIVES", "objective_from_dict", "first_state_energy"]
+__all__ = ["GFNCPObjective", "NCPObjective", "OBJECTIVES", "objective_class", "objective_from_dict",
+           "first_state_energy"]
 
 
 def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torch.Tensor,
@@ -422,9 +423,16 @@ OBJECTIVES: dict[str, type] = {objective.name: objective for objective in (GFNCP
 """The objectives by name (the ``name`` key of their saved dicts, ``--objective``)."""
 
 
+def objective_class(name: str) -> type:
+    """The objective class called ``name``; ``ValueError`` naming the objectives."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {tuple(OBJECTIVES)}, got {name!r}")
+    return OBJECTIVES[name]
+
+
 def objective_from_dict(data: dict) -> GFNCPObjective | NCPObjective:
     """Inverse of ``to_dict``: ``{"name": "gfncp" | "ncp", ...fields}``."""
-    if not isinstance(data, dict) or data.get("name") not in OBJECTIVES:
-        raise ValueError(f"a saved objective is a dict with 'name' one of {sorted(OBJECTIVES)}, got {data!r}")
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"a saved objective is a dict with a 'name' key, got {data!r}")
     fields = dict(data)
-    return OBJECTIVES[fields.pop("name")].from_dict(fields)
+    return objective_class(fields.pop("name")).from_dict(fields)

@@ -130,5 +130,7 @@ def test_the_runtime_threads_do_not_block_a_resume(tmp_path):
     Trainer(config, tmp_path, progress=False).fit(until=1)
     again = Trainer(config.replace(threads=1), tmp_path, resume=True, progress=False)
     assert again.step == 1
-    with pytest.raises(Exception, match="lr"):
+    from gfncp_pyro.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="another config .*'lr': \\(0.0005, 0.001\\)"):
         Trainer(config.replace(lr=1e-3), tmp_path, resume=True, progress=False)

@@ -29,7 +29,8 @@ from .sources import ClassSource, InstanceSource, MixtureSource, split_pool
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import TrainConfig
 
-__all__ = ["DataKind", "MixtureData", "ImageData", "EmbeddingData", "DATA_KINDS", "data_kind", "data_kind_from_dict"]
+__all__ = ["DataKind", "MixtureData", "ImageData", "EmbeddingData", "DATA_KINDS", "data_kind", "data_kind_class",
+           "data_kind_from_dict"]
 
 
 class DataKind(JsonDataclass):
@@ -199,11 +200,16 @@ DATA_KINDS: dict[str, type[DataKind]] = {kind.name: kind for kind in (MixtureDat
 """The registered kinds of data by name; a new kind is one more entry."""
 
 
-def data_kind(name: str, **fields) -> DataKind:
-    """The :class:`DataKind` called ``name`` with ``fields`` (the rest at their defaults)."""
+def data_kind_class(name: str) -> type[DataKind]:
+    """The registered :class:`DataKind` subclass called ``name``; ``ValueError`` naming the kinds."""
     if name not in DATA_KINDS:
         raise ValueError(f"data must be one of {', '.join(repr(k) for k in DATA_KINDS)}, got {name!r}")
-    return DATA_KINDS[name](**fields)
+    return DATA_KINDS[name]
+
+
+def data_kind(name: str, **fields) -> DataKind:
+    """The :class:`DataKind` called ``name`` with ``fields`` (the rest at their defaults)."""
+    return data_kind_class(name)(**fields)
 
 
 def data_kind_from_dict(data: dict) -> DataKind:
@@ -211,7 +217,4 @@ def data_kind_from_dict(data: dict) -> DataKind:
     if not isinstance(data, dict) or "kind" not in data:
         raise ValueError(f"a saved data kind is a dict with a 'kind' key, got {data!r}")
     fields = dict(data)
-    name = fields.pop("kind")
-    if name not in DATA_KINDS:
-        raise ValueError(f"data must be one of {', '.join(repr(k) for k in DATA_KINDS)}, got {name!r}")
-    return DATA_KINDS[name].from_dict(fields)
+    return data_kind_class(fields.pop("kind")).from_dict(fields)
