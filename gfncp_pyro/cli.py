@@ -51,7 +51,7 @@ _OVERRIDES = {
     "order_weight": ("order_weight", float),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
     "x_dim": ("net_x_dim", int), "threads": ("threads", int),
-    "num_orders": ("num_orders", int),
+    "num_orders": ("num_orders", int), "init": ("init", str),
 }
 
 _HELP = {
@@ -59,6 +59,8 @@ _HELP = {
             "image and embedding presets",
     "split": "which part of --data trains: index:A:B, classes:K, classes:half or all (the rest is held out)",
     "x_dim": "embedding presets: the feature size (default: taken from --data when the preset's does not fit)",
+    "init": "warm start: a checkpoint (or pretrained:NAME:OBJECTIVE) whose network weights start the run, with a "
+            "fresh optimiser and LR schedule (fine-tuning); its network sizes must equal the run's",
     "num_orders": "NCP: random orders per set, the NLL averaged over them (NCP's reference code: 6)",
     "threads": "torch threads for the run (default: torch's; small CPU runs are often fastest with 1); may differ "
                "on --resume",

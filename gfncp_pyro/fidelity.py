@@ -59,7 +59,9 @@ class FidelityPanel:
     def evaluate(self, net: EnergyNet) -> dict[str, float]:
         """Means over the panel: ``tv`` (q along the identity order), ``tv_orders`` (q averaged
         over the random orders), ``reward_tv`` (the normalised reward), ``kl_qp``,
-        ``entropy_q`` and ``entropy_p`` (nats)."""
+        ``entropy_q`` and ``entropy_p`` (nats), and ``sdpp``: SDPP of the exact MAP partition
+        (Eq. 32, std / mean of its ``q`` over the panel's random orders; with few orders a
+        coarse version of ``validation.exact``'s 500-order figure)."""
         rows = []
         was_training = net.training
         net.eval()
@@ -76,6 +78,8 @@ class FidelityPanel:
                 if orders.shape[0]:
                     log_avg = torch.logsumexp(log_q_all[1:], 0) - math.log(orders.shape[0])
                     row["tv_orders"] = divergences(log_p, log_normalise(log_avg))["tv"]
+                    weights = (log_q_all[1:, log_p.argmax()] - log_q_all[1:, log_p.argmax()].max()).exp()
+                    row["sdpp"] = float(weights.std(correction=0) / weights.mean())
                 rows.append(row)
         finally:
             net.train(was_training)

@@ -24,6 +24,7 @@ References
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -31,13 +32,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import CheckpointError, load_checkpoint, load_model
 from .config import TrainConfig
 from .models import CRPMixture, Variant
 from .nn import EnergyNet
 
-__all__ = ["ModelMismatchError", "NonFiniteOutputsError", "check_model", "check_network_outputs", "load_pretrained",
-           "model_for", "network_config", "parse_shipped", "resolve_model", "shipped_path"]
+__all__ = ["ModelMismatchError", "NonFiniteOutputsError", "check_model", "check_network_outputs", "initial_weights",
+           "load_pretrained", "model_for", "network_config", "parse_shipped", "resolve_model", "shipped_path"]
 
 DEFAULT_OBJECTIVE = "gfncp"
 _PREFIX = "pretrained:"
@@ -132,6 +133,32 @@ def load_pretrained(name_or_path: str | os.PathLike, *, map_location="cpu", vari
     network, config = load_model(path, map_location=map_location)
     network.gfncp_config = config
     return network, model_for(config, variant), config
+
+
+def initial_weights(spec: str | os.PathLike, config: TrainConfig, *, map_location="cpu") -> tuple[dict, dict]:
+    """The network weights of a warm start (``config.optim.init``) and where they came from.
+
+    :param spec: a checkpoint path or a shipped model spec (as :func:`load_pretrained`).
+    :param TrainConfig config: the run that starts from them: its ``net`` must equal the
+        checkpoint's (the data, model spec and objective may differ).
+    :returns: ``(state_dict, info)``, ``info = {"path", "sha256", "step", "objective",
+        "preset"}`` of the checkpoint, for the run's records.
+    :raises CheckpointError: if the file is missing or corrupt, or its network has other sizes.
+    """
+    shipped = parse_shipped(spec)
+    path = shipped_path(*shipped) if shipped else Path(spec)
+    state = load_checkpoint(path, map_location=map_location)
+    saved = TrainConfig.from_dict(state["config"])
+    if saved.net != config.net:
+        theirs, ours = saved.net.to_dict(), config.net.to_dict()
+        diff = {k: (theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)}
+        raise CheckpointError(f"cannot start from {path}: its network differs from this run's (checkpoint, run): "
+                              f"{diff}; train with the checkpoint's network settings (e.g. its --preset) or "
+                              "drop --init")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    info = {"path": str(path), "sha256": digest, "step": int(state.get("step", 0)),
+            "objective": saved.objective.name, "preset": saved.preset}
+    return state["model"], info
 
 
 def _spec_of(config: TrainConfig) -> dict:

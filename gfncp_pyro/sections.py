@@ -68,6 +68,11 @@ class OptimConfig(JsonDataclass):
         (paper: 1e-6) over ``iterations``.
     :param float lr_min: final learning rate.
     :param float grad_clip: max global gradient norm.
+    :param init: a warm start: a checkpoint path or shipped model spec
+        (``"pretrained:mog2d-small:gfncp"``) whose network weights start the run instead of a
+        seeded initialisation; the optimiser and the LR schedule start fresh (fine-tuning). The
+        network sizes must equal the run's; the data, model spec and objective may differ.
+        ``None``: train from scratch.
     """
 
     iterations: int = 5000
@@ -75,6 +80,7 @@ class OptimConfig(JsonDataclass):
     lr: float = 5e-4
     lr_min: float = 1e-6
     grad_clip: float = 10.0
+    init: str | None = None
 
     def __post_init__(self):
         for name in ("iterations", "batch_size"):
@@ -85,6 +91,9 @@ class OptimConfig(JsonDataclass):
         if lr_min < 0:
             raise ValueError(f"lr_min must be a non-negative finite number, got {self.lr_min!r}")
         object.__setattr__(self, "lr_min", lr_min)
+        if self.init is not None and (not isinstance(self.init, str) or not self.init.strip()):
+            raise ValueError(f"init must be a checkpoint path or a shipped model spec (a non-empty string) or None, "
+                             f"got {self.init!r}")
 
 
 @dataclass(frozen=True)

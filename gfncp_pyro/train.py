@@ -170,6 +170,12 @@ class Trainer:
         self.progress = progress and self.rank == 0
         torch.manual_seed(config.seed)  # identical initialisation on every rank
         self.net = EnergyNet(config.net).to(self.device)
+        self.init: dict | None = None  # where a warm start's weights came from (config.optim.init)
+        if config.optim.init is not None and not resume:
+            from .loading import initial_weights
+
+            weights, self.init = initial_weights(config.optim.init, config, map_location=self.device)
+            self.net.load_state_dict(weights, strict=True)
         self.objective = config.objective
         optim = config.optim
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=optim.lr)
@@ -213,6 +219,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "best_val": self.best_val,
             "val_history": self.val_history,
+            **({"init": self.init} if self.init is not None else {}),
         }
 
     def _restore(self, state: dict) -> None:
@@ -241,6 +248,7 @@ class Trainer:
         self.step = step
         self.best_val = float(state.get("best_val", math.inf))
         self.val_history = list(state.get("val_history", []))
+        self.init = state.get("init")
 
     def save(self, name: str = "last.pt") -> Path | None:
         if self.rank != 0:

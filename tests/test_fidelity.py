@@ -28,6 +28,21 @@ def test_panel_matches_validation_compare_one_on_the_same_sets():
     assert net.training  # restored
 
 
+def test_panel_sdpp_is_std_over_mean_of_the_exact_map_along_the_panel_orders():
+    from gfncp_pyro.metrics import log_prob_orders
+
+    mixture = CRPMixture(1.0, 5.0, 1.0, 2)
+    panel = FidelityPanel(mixture, num_sets=3, n=5, num_orders=3)
+    net = ref.make_net(6, torch.float64)
+    values = []
+    for x, exact, orders in zip(panel.x, panel.exact, panel.orders):
+        map_labels = exact.labels[exact.log_posterior.argmax()]
+        q = log_prob_orders(net, x, map_labels, orders).detach().exp()  # teacher forcing, not the panel's tables
+        values.append(float(q.std(correction=0) / q.mean()))
+    assert abs(panel.evaluate(net)["sdpp"] - sum(values) / 3) < 1e-9
+    assert min(values) > 0  # an untrained net is order dependent: the test can fail
+
+
 def test_panel_sets_are_seeded_and_distinct_from_the_validation_report():
     mixture = CRPMixture(1.0, 5.0, 1.0, 2)
     a, b = FidelityPanel(mixture, 2, 6), FidelityPanel(mixture, 2, 6)
