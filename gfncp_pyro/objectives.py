@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch
 
 from . import decoding, flows, losses, policy
+from .background import Deferred, spare_core
 from ._checks import check_int, finite_float
 from .data.sets import random_step_subset
 from .jsonable import JsonDataclass
@@ -270,7 +271,7 @@ class GFNCPObjective(_Objective):
         return min(1.0, (step - start + 1) / self.mc_ramp)
 
     def _variance_loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator,
-                       step: int | None, bf16: bool) -> tuple[torch.Tensor, dict[str, float]]:
+                       step: int | None, bf16: bool, background: bool) -> tuple[torch.Tensor, dict[str, float]]:
         """``balance="variance"``: the NLL averaged over ``balance_orders`` orders of the data
         partition plus the weighted variance of ``log q + E`` over those trajectories and
         ``balance_samples`` policy samples (module docstring), plus the gauge term."""
@@ -281,19 +282,21 @@ class GFNCPObjective(_Objective):
         R, M = self.balance_orders, self.balance_samples
         orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(R - 1)]
         labels = [batch.labels] * R
-        if M:
+        if M:  # the generator's last draw: the samples can be decoded beside the data passes
             sample_orders = random_orders(lengths.cpu(), generator).to(batch.orders.device)
             detached = policy.Encodings(encodings.h.detach(), encodings.u.detach())
-            with torch.no_grad():
-                samples, _ = decoding.sample(net, batch.x, M, mask=batch.mask, orders=sample_orders, generator=generator,
-                                             encodings=detached)
-            for j in range(M):
-                labels.append(torch.where(batch.mask, samples[:, j], batch.labels))
-                orders.append(sample_orders)
+            drawn = Deferred(decoding.sample, net, batch.x, M, mask=batch.mask, orders=sample_orders,
+                             generator=generator, encodings=detached, background=background)
         # One teacher-forced pass per trajectory: at batch 64, N = 100 a pass over the T * B
         # stacked sets costs 1.2-2x more per trajectory (memory traffic) than T passes of B.
         passes = [policy.teacher_force(net, encodings, lab, batch.mask, order, bf16=bf16)
                   for lab, order in zip(labels, orders)]
+        if M:
+            samples = drawn.result()[0]
+            for j in range(M):
+                labels.append(torch.where(batch.mask, samples[:, j], batch.labels))
+                orders.append(sample_orders)
+                passes.append(policy.teacher_force(net, encodings, labels[-1], batch.mask, sample_orders, bf16=bf16))
         log_q = torch.stack([policy.trajectory_log_prob(steps) for steps in passes])  # (T, B)
         energy = torch.stack([losses.final_energy(steps) for steps in passes])
         energy = energy.detach() if self.detach_reward else energy
@@ -356,21 +359,44 @@ class GFNCPObjective(_Objective):
         labels[explore] = rows
         return labels
 
+    def _contrastive_sample(self, net, batch, encodings, generator, background) -> tuple:
+        """The CD term's policy sample of the data sets along their orders (Eq. 27 in [1]),
+        started as a :class:`~gfncp_pyro.background.Deferred`: ``(x, mask, encodings, drawn)``
+        of the data sets, cut to their longest set."""
+        keep = batch.is_data
+        x, mask = batch.x[keep], batch.mask[keep]
+        width = int(mask.sum(1).max())
+        x, mask = x[:, :width], mask[:, :width]
+        sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
+        detached = policy.Encodings(sub.h.detach(), sub.u.detach())
+        drawn = Deferred(decoding.sample, net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
+                         generator=generator, encodings=detached, background=background)
+        return x, mask, sub, drawn
+
     def loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator, *,
              step: int | None = None, bf16: bool = False,
-             reward: Literal["cd", "nll"] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             reward: Literal["cd", "nll"] | None = None,
+             background: bool | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The objective on one batch, averaged over sets, and its parts.
 
         ``mean_b[w * balance_b + delta * gauge_b] + lambda * sum_{data b} reward_b / B`` with
         ``w = balance_weight(step)``. ``reward`` overrides ``self.reward`` (validation scores
         with ``"nll"``: the CD surrogate's value is not a loss, only its gradient is).
+        ``background``: draw the policy samples (CD, variance balance) in a second thread
+        beside the teacher-forced passes (:mod:`gfncp_pyro.background`; same values);
+        ``None``: when the CPU has a core to spare (:func:`~gfncp_pyro.background.spare_core`).
         """
         reward = reward or self.reward
+        if background is None:
+            background = spare_core(batch.x.device)
         if self.balance == "variance":
-            return self._variance_loss(net, batch, generator, step, bf16)
+            return self._variance_loss(net, batch, generator, step, bf16, background)
         subset = _step_subset(self.mc_steps, batch, generator)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         labels = self._exploration_labels(net, batch, encodings, generator)
+        drawn = None
+        if reward == "cd" and self.lambda_cd > 0 and bool(batch.is_data.any()):
+            drawn = self._contrastive_sample(net, batch, encodings, generator, background)  # beside the passes
         kwargs = {"step_subset": subset, "parent_candidates": self.flow == "paper"} if subset is not None else {}
         steps = policy.teacher_force(net, encodings, labels, batch.mask, batch.orders,
                                      bf16=bf16, **kwargs)
@@ -407,12 +433,8 @@ class GFNCPObjective(_Objective):
             if reward == "nll":
                 loss = loss + self._data_term(losses.ncp_nll(steps)[keep], keep, parts, "nll")
             else:
-                x, mask = batch.x[keep], batch.mask[keep]
-                width = int(mask.sum(1).max())
-                x, mask = x[:, :width], mask[:, :width]
-                sub = policy.Encodings(encodings.h[keep][:, :width], encodings.u[keep][:, :width])
-                sample, _ = decoding.sample(net, x, 1, mask=mask, orders=batch.orders[keep][:, :width],
-                                            generator=generator, encodings=sub)
+                x, mask, sub, sample = drawn
+                sample = sample.result()[0]
                 energy_sample = policy.partition_energy(net, sub, sample[:, 0], mask, bf16=bf16)
                 cd = losses.contrastive_divergence(energy[keep], energy_sample)
                 loss = loss + self._data_term(cd, keep, parts, "cd")

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PARTS = {
     "base": {"_checks", "batch", "commands", "jsonable", "partitions", "outputs", "interrupts"},
-    "maths": {"likelihoods", "exact", "subset_dp", "data.sets"},
-    "engine": {"nn", "nn.encoders", "nn.energy", "policy", "decoding", "fused_decoding", "losses", "flows", "objectives", "tabulate",
+    "maths": {"likelihoods", "likelihoods.base", "likelihoods.isotropic", "likelihoods.niw", "exact", "subset_dp", "data.sets"},
+    "engine": {"nn", "nn.encoders", "nn.energy", "policy", "decoding", "fused_decoding", "background", "losses", "flows", "objectives", "tabulate",
                "metrics"},
     "pyro": {"distributions", "distributions.amortized", "distributions.constraints", "distributions.crp",
              "distributions.lazy_grad", "distributions.marginal", "distributions.provenance", "models", "guides",
