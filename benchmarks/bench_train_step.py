@@ -16,8 +16,11 @@ matrix-multiply GFLOP of an iteration (``FlopCounterMode``) with the GFLOP/s it 
 whose cores are busy with other processes, OpenMP's spin-waiting can make the sampler's many
 small operations very slow; ``OMP_WAIT_POLICY`` is recorded.
 
-Run: ``python benchmarks/bench_train_step.py [--repeats 5] [--threads 1] [--bf16]`` (``--bf16``: every case
-also with bf16 autocast of the network on the CPU).
+Run: ``python benchmarks/bench_train_step.py [--repeats 5] [--threads 1] [--bf16] [--background both]``
+(``--bf16``: every case also with bf16 autocast of the network on the CPU; ``--background both``:
+every GFNCP case with its policy samples drawn in line and in a second thread,
+:mod:`gfncp_pyro.background`). Each case also prints its *floor*: its matrix-multiply GFLOP at
+the plain matmul's rate, the time its matrix products alone would take.
 
 References
 ----------
@@ -41,6 +44,7 @@ from _record import record  # noqa: E402
 
 from gfncp_pyro.config import PAPER_OBJECTIVE, TrainConfig, preset  # noqa: E402
 from gfncp_pyro.nn import EnergyNet  # noqa: E402
+from gfncp_pyro.objectives import GFNCPObjective  # noqa: E402
 from gfncp_pyro.train import draw_batch, iteration_generator  # noqa: E402
 
 BATCH, N = 64, 100
@@ -63,8 +67,9 @@ def config_of(changes: dict) -> TrainConfig:
 class Iteration:
     """One training iteration of ``config``'s objective (the trainer's ``train_step``)."""
 
-    def __init__(self, config: TrainConfig, seed: int, bf16: bool = False):
+    def __init__(self, config: TrainConfig, seed: int, bf16: bool = False, background: bool | None = None):
         torch.manual_seed(seed)
+        self.background = background  # policy samples in a second thread (None: the objective's rule)
         self.bf16 = bf16  # bf16 autocast of the network's layers (on the CPU here; the trainer uses it on CUDA)
         self.config = config
         self.net = EnergyNet(config.net)
@@ -75,7 +80,8 @@ class Iteration:
     def __call__(self) -> None:
         generator = iteration_generator(self.config.seed, 0, self.step)
         batch = draw_batch(self.config, generator, torch.device("cpu"))
-        loss, _ = self.objective.loss(self.net, batch, generator, step=self.step, bf16=self.bf16)
+        kwargs = {"background": self.background} if isinstance(self.objective, GFNCPObjective) else {}
+        loss, _ = self.objective.loss(self.net, batch, generator, step=self.step, bf16=self.bf16, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.optim.grad_clip)
@@ -119,6 +125,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--background", choices=["auto", "both"], default="auto",
+                        help="GFNCP's policy samples: the objective's rule (a second thread when a core is spare), or "
+                             "each GFNCP case timed with the samples in line and in the second thread")
     parser.add_argument("--bf16", action="store_true",
                         help="also time every case with bf16 autocast of the network on the CPU (avx512_bf16)")
     args = parser.parse_args()
@@ -127,19 +136,25 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         lines.append(f"-- {threads} thread(s)")
-        for name, bf16 in [(name, bf16) for name in args.cases for bf16 in ((False, True) if args.bf16 else (False,))]:
-            iteration = Iteration(config_of(CASES[name]), seed=1, bf16=bf16)
+        a, w = torch.randn(80_000, 128), torch.randn(128, 128)
+        seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])
+        plain = 2 * 80_000 * 128 * 128 / seconds / 1e9
+        lines.append(f"plain matmul (80000 x 128) @ (128 x 128): {seconds * 1e3:6.1f} ms, {plain:6.1f} GFLOP/s "
+                     "(floor = a case's GFLOP at this rate: its matrix products alone)")
+        runs = [(name, bf16, None) for name in args.cases for bf16 in ((False, True) if args.bf16 else (False,))]
+        if args.background == "both":
+            runs = [(name, bf16, where) for name, bf16, _ in runs
+                    for where in ((False, True) if name.startswith("gfncp") else (None,))]
+        for name, bf16, where in runs:
+            iteration = Iteration(config_of(CASES[name]), seed=1, bf16=bf16, background=where)
             wall, cpu = timed(iteration, args.repeats)
             seconds = statistics.median(wall)
             gflop = counted_gflop(iteration)
-            label = f"{name}, bf16" if bf16 else name
+            label = name + (", bf16" if bf16 else "") + {None: "", False: ", samples in line",
+                                                          True: ", samples beside"}[where]
             lines.append(f"{label:<42} {seconds:5.2f} s (min {min(wall):5.2f}, max {max(wall):5.2f}, cpu "
                          f"{statistics.median(cpu):5.2f})  {BATCH / seconds:6.1f} sets/s {BATCH * N / seconds:7.0f} "
-                         f"points/s  {gflop:6.1f} GFLOP {gflop / seconds:6.1f} GFLOP/s")
-        a, w = torch.randn(80_000, 128), torch.randn(128, 128)
-        seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])
-        lines.append(f"plain matmul (80000 x 128) @ (128 x 128): {seconds * 1e3:6.1f} ms, "
-                     f"{2 * 80_000 * 128 * 128 / seconds / 1e9:6.1f} GFLOP/s")
+                         f"points/s  {gflop:6.1f} GFLOP {gflop / seconds:6.1f} GFLOP/s  floor {gflop / plain:5.2f} s")
         if args.bf16:
             a, w = a.bfloat16(), w.bfloat16()
             seconds = statistics.median(timed(lambda: a @ w, args.repeats)[0])

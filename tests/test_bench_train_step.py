@@ -40,3 +40,18 @@ def test_every_case_runs_one_iteration(name, bf16, monkeypatch):
     iteration()
     assert any(not torch.equal(a, b) for a, b in zip(before, iteration.net.parameters()))
     assert all(torch.isfinite(p).all() for p in iteration.net.parameters())
+
+
+def test_main_times_both_sample_placements_and_prints_the_floor(monkeypatch):
+    tiny = lambda changes: BENCH.preset("mog2d", n_min=6, n_max=6, batch_size=2, device="cpu",  # noqa: E731
+                                        net_h_dim=8, net_g_dim=8, net_hidden=8).replace(**changes)
+    monkeypatch.setattr(BENCH, "config_of", tiny)
+    recorded = {}
+    monkeypatch.setattr(BENCH, "record", lambda name, lines: recorded.setdefault(name, lines))
+    monkeypatch.setattr(sys, "argv", ["bench_train_step.py", "--repeats", "1", "--background", "both",
+                                      "--cases", "gfncp paper objective", "ncp"])
+    BENCH.main()
+    lines = recorded["train_step"]
+    labels = [line.split("  ")[0].strip() for line in lines if " s (min " in line]
+    assert labels == ["gfncp paper objective, samples in line", "gfncp paper objective, samples beside", "ncp"]
+    assert all(" floor " in line for line in lines if " s (min " in line)
