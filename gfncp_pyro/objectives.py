@@ -145,6 +145,12 @@ class GFNCPObjective(_Objective):
     :param int balance_orders: orders of the data partition per set for ``"variance"``
         (the batch's own order and ``balance_orders - 1`` more); the reward term averages
         the NLL over them.
+    :param order_draw: ``"variance"`` only: how the extra ``balance_orders - 1`` orders of the
+        data partition are drawn: ``"independent"`` uniformly random orders, or ``"nested"``:
+        each one the batch's order with its first ``t`` entries shuffled (``t`` uniform on
+        ``2..N``, :func:`~gfncp_pyro.data.sets.prefix_shuffled_orders`), so the trajectories
+        differ only in their first ``t`` steps and the variance term measures the order
+        dependence of the prefix marginals, down to short prefixes.
     :param int balance_samples: policy samples per set for ``"variance"``.
     :param balance_target: ``"variance"`` only: ``"mean"`` penalises each trajectory's
         ``delta = log q + E`` against the set's mean (the variance), ``"max"`` against the
@@ -191,6 +197,7 @@ class GFNCPObjective(_Objective):
     flow: Literal["consistent", "paper", "offset", "state"] = "consistent"
     balance: Literal["flow", "trajectory", "variance"] = "variance"
     balance_orders: int = 4
+    order_draw: Literal["independent", "nested"] = "independent"
     balance_samples: int = 2
     balance_target: Literal["mean", "max"] = "mean"
     detach_reward: bool = True
@@ -225,6 +232,9 @@ class GFNCPObjective(_Objective):
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow='consistent', 'offset' or 'state' and every step "
                              "(mc_steps=None)")
+        if self.order_draw != "independent" and self.balance != "variance":
+            raise ValueError(f"order_draw={self.order_draw!r} needs balance='variance' (it draws the variance "
+                             f"term's orders), got balance={self.balance!r}")
         if self.order_weight < 0 or (self.order_weight > 0 and self.balance != "variance"):
             raise ValueError(f"order_weight must be >= 0 and needs balance='variance', got {self.order_weight!r} "
                              f"with balance={self.balance!r}")
@@ -275,12 +285,16 @@ class GFNCPObjective(_Objective):
         """``balance="variance"``: the NLL averaged over ``balance_orders`` orders of the data
         partition plus the weighted variance of ``log q + E`` over those trajectories and
         ``balance_samples`` policy samples (module docstring), plus the gauge term."""
-        from .data.sets import random_orders
+        from .data.sets import prefix_shuffled_orders, random_orders
 
         lengths = batch.mask.sum(1)
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         R, M = self.balance_orders, self.balance_samples
-        orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(R - 1)]
+        if self.order_draw == "nested":
+            orders = [batch.orders] + [prefix_shuffled_orders(batch.orders, lengths, generator) for _ in range(R - 1)]
+        else:
+            orders = [batch.orders] + [random_orders(lengths.cpu(), generator).to(batch.orders.device)
+                                       for _ in range(R - 1)]
         labels = [batch.labels] * R
         if M:  # the generator's last draw: the samples can be decoded beside the data passes
             sample_orders = random_orders(lengths.cpu(), generator).to(batch.orders.device)

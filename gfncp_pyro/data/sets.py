@@ -14,7 +14,8 @@ import torch
 from .._checks import check_lengths, check_positive_int, make_generator
 from ..partitions import PAD_LABEL, lengths_to_mask, sample_uniform_partitions
 
-__all__ = ["random_lengths", "random_orders", "exploration_mask", "with_exploration", "random_step_subset"]
+__all__ = ["random_lengths", "random_orders", "prefix_shuffled_orders", "exploration_mask", "with_exploration",
+           "random_step_subset"]
 
 
 def random_lengths(batch_size: int, n_min: int, n_max: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -36,6 +37,29 @@ def random_orders(lengths: torch.Tensor, generator: torch.Generator | None = Non
     keys = torch.rand((lengths.shape[0], n_max), generator=generator, dtype=torch.float64)
     keys = torch.where(mask, keys, 2.0 + torch.arange(n_max, dtype=torch.float64))
     return torch.argsort(keys, dim=1)
+
+
+def prefix_shuffled_orders(orders: torch.Tensor, lengths: torch.Tensor,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Orders that share a suffix with ``orders`` ``(B, N_max)``: per set a cut ``t`` uniform on
+    ``{2, ..., N_b}`` (``1`` for ``N_b = 1``), the first ``t`` entries of the row in a uniformly
+    random order and the rest (padding included) in place.
+
+    Two orders of one set that agree from position ``t`` on visit the same sets of assigned
+    points after every step ``>= t``, so for one partition their trajectories differ only in the
+    first ``t`` steps: ``log q(c | rho) - log q(c | rho')`` is the order dependence of the
+    marginal of the prefix ``c[rho[:t]]``. Drawn by sorting random keys (one cut and ``N_max``
+    keys per set), no Python loop.
+    """
+    lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    batch, n_max = orders.shape
+    low = torch.full_like(lengths, 2).minimum(lengths)
+    cut = low + (torch.rand(batch, generator=generator, dtype=torch.float64) * (lengths - low + 1)).long()
+    cut = cut.minimum(lengths)
+    position = torch.arange(n_max, dtype=torch.float64)
+    keys = torch.rand((batch, n_max), generator=generator, dtype=torch.float64)
+    keys = torch.where(position < cut.unsqueeze(1), keys, 2.0 + position)
+    return orders.gather(1, torch.argsort(keys, dim=1).to(orders.device))
 
 
 def exploration_mask(batch_size: int, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
