@@ -55,8 +55,15 @@ def available_cores() -> int:
 
 def spare_core(device: torch.device | str) -> bool:
     """Whether a background draw has a core of its own: the device is the CPU and torch's
-    intra-op threads leave at least one of the process's cores free."""
-    return torch.device(device).type == "cpu" and torch.get_num_threads() < available_cores()
+    intra-op threads leave at least one of the process's share of the cores free (under
+    ``torchrun`` the cores are shared by the ``LOCAL_WORLD_SIZE`` processes of the host)."""
+    if torch.device(device).type != "cpu":
+        return False
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return torch.get_num_threads() < available_cores() // processes
 
 
 def _no_grad_call(fn: Callable, args: tuple, kwargs: dict):

@@ -64,6 +64,9 @@ def test_spare_core_rule(monkeypatch):
         monkeypatch.setattr(background, "available_cores", lambda: 2)
         torch.set_num_threads(1)
         assert spare_core("cpu") and not spare_core("meta")
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun processes share the two cores
+        assert not spare_core("cpu")
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
         torch.set_num_threads(2)
         assert not spare_core("cpu")
     finally:
