@@ -389,6 +389,10 @@ def _info(args) -> int:
     flow = f", flow {config.objective.flow}" if hasattr(config.objective, "flow") else ""
     print(f"objective {config.objective.name}{flow}, preset {config.preset}, step {state.get('step')}, "
           f"best validation loss {state.get('best_val')}, {params:,} parameters")
+    init = state.get("init")
+    if isinstance(init, dict):
+        print(f"warm start from {init.get('path')} (step {init.get('step')}, {init.get('objective')}, preset "
+              f"{init.get('preset')}, sha256 {init.get('sha256')})")
     print(json.dumps(config.to_dict(), indent=2))
     return 0
 

@@ -21,7 +21,7 @@ def _config(**changes):
                   device="cpu", **changes)
 
 
-def test_warm_start_loads_the_weights_with_a_fresh_optimiser_and_records_the_source(tmp_path):
+def test_warm_start_loads_the_weights_with_a_fresh_optimiser_and_records_the_source(tmp_path, capsys):
     trainer = Trainer(_config(init=SHIPPED, mc_weight=0.3), tmp_path / "run", progress=False)
     shipped = load_checkpoint(shipped_path("mog2d-small", "gfncp"))
     for name, value in trainer.net.state_dict().items():
@@ -34,6 +34,10 @@ def test_warm_start_loads_the_weights_with_a_fresh_optimiser_and_records_the_sou
     digest = hashlib.sha256(shipped_path("mog2d-small", "gfncp").read_bytes()).hexdigest()
     assert saved["init"]["sha256"] == digest and saved["init"]["step"] == 3000
     assert saved["config"]["optim"]["init"] == SHIPPED
+    from gfncp_pyro.cli import main
+
+    assert main(["info", str(tmp_path / "run" / "last.pt")]) == 0
+    assert f"warm start from {shipped_path('mog2d-small', 'gfncp')} (step 3000" in capsys.readouterr().out
 
 
 def test_resume_keeps_its_own_weights_and_the_recorded_source(tmp_path):
