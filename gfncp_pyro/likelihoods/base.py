@@ -1,15 +1,7 @@
 """The interface of the conjugate cluster likelihoods (:class:`ConjugateGaussian`), their
 sufficient statistics and shared limits; the families are in :mod:`.isotropic` and :mod:`.niw`
-(see the package docstring).
-
-References
-----------
-[1] I. Chelly, R. Uziel, O. Freifeld, A. Pakman. Consistent Amortized Clustering via
-    Generative Flow Networks. AISTATS 2025.
-[2] K. P. Murphy. Conjugate Bayesian analysis of the Gaussian distribution. Technical note,
-    2007 (Secs. 2.3 and 9).
+(see the package docstring, which also gives the references).
 """
-
 
 from __future__ import annotations
 
