@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batch import SetBatch
 
 __all__ = ["GFNCPObjective", "NCPObjective", "OBJECTIVES", "objective_class", "objective_from_dict",
-           "first_state_energy"]
+           "first_state_energy", "energy_level"]
 
 
 def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torch.Tensor,
@@ -65,6 +65,17 @@ def first_state_energy(net: EnergyNet, encodings: policy.Encodings, orders: torc
     with torch.autocast(device_type=h.device.type, dtype=torch.bfloat16, enabled=bf16):
         G = net.g(h[rows, first])
         return net.f(G, unassigned).to(h.dtype)
+
+
+def energy_level(steps: policy.StepEnergies, mask: torch.Tensor) -> float:
+    """Mean ``|logsumexp_k(-E[t, k])|`` over the real steps of a teacher-forced pass: the level of
+    the energies along the free direction that neither the likelihood nor the variance balance
+    sees (a common shift of a step's energies). Logged to watch it drift: in float32 a level
+    of ~1e7 leaves the policy no precision (the shipped default's level after 3,000 iterations is
+    ~490; two runs of the same objective that diverged had reached ~1e7,
+    ``validation/results/ablation.md``)."""
+    with torch.no_grad():
+        return float(policy.step_log_normalizer(steps)[mask].abs().mean())
 
 
 def _check_mc_steps(mc_steps) -> None:
@@ -123,8 +134,13 @@ class NCPObjective(_Objective):
             kwargs = {"step_subset": subset} if subset is not None else {}
             steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, orders, bf16=bf16, **kwargs)
             nll = nll + losses.ncp_nll(steps)
+            if r == 0:
+                level = energy_level(steps, batch.mask) if subset is None else None
         nll = nll / self.num_orders
-        return nll.mean(), {"nll": float(nll.detach().mean())}
+        parts = {"nll": float(nll.detach().mean())}
+        if level is not None:
+            parts["energy_level"] = level
+        return nll.mean(), parts
 
 
 @dataclass(frozen=True)
@@ -323,7 +339,8 @@ class GFNCPObjective(_Objective):
         total = weight * balance
         order_var = log_q[:R].var(0, correction=0) if R > 1 else None
         parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
-                 "order_var": float(order_var.detach().mean()) if R > 1 else 0.0}
+                 "order_var": float(order_var.detach().mean()) if R > 1 else 0.0,
+                 "energy_level": energy_level(passes[0], batch.mask)}
         if self.order_weight > 0:  # from the first iteration, at full weight (not on the balance schedule)
             total = total + self.order_weight * order_var
         own = passes[0]._replace(state_features=None)

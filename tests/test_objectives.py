@@ -489,3 +489,21 @@ def test_order_weight_adds_the_variance_of_log_q_over_the_data_orders():
         GFNCPObjective(balance="flow", order_weight=1.0)
     with pytest.raises(ValueError, match="order_weight"):
         GFNCPObjective(balance="variance", reward="nll", balance_orders=1, balance_samples=2, order_weight=1.0)
+
+
+def test_energy_level_is_the_mean_absolute_step_log_normaliser_and_is_logged():
+    from gfncp_pyro.objectives import energy_level
+
+    config = preset("mog2d-small", n_max=7)
+    batch = _batch(config)
+    with torch.no_grad():
+        steps = policy.teacher_force(NET, batch.x, batch.labels, batch.mask, batch.orders)
+    values = []
+    for b in range(batch.x.shape[0]):
+        for t in range(int(batch.mask[b].sum())):
+            candidates = steps.energies[b, t][steps.candidate_mask[b, t]]
+            values.append(abs(float(torch.logsumexp(-candidates, 0))))
+    assert abs(energy_level(steps, batch.mask) - sum(values) / len(values)) < 1e-9
+    generator = torch.Generator().manual_seed(0)
+    assert "energy_level" in config.objective.loss(NET, batch, generator, step=10**6)[1]
+    assert "energy_level" in preset("mog2d-small", objective="ncp").objective.loss(NET, batch, generator)[1]
