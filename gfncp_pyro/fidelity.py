@@ -23,7 +23,7 @@ import torch
 from .exact import exact_posterior
 from .models import CRPMixture
 from .nn import EnergyNet
-from .metrics import divergences, entropy
+from .metrics import divergences, entropy, sdpp_of_log_probs
 from .tabulate import log_normalise, policy_log_q, reward_log_p
 
 __all__ = ["PANEL_SEED", "FidelityPanel"]
@@ -78,8 +78,7 @@ class FidelityPanel:
                 if orders.shape[0]:
                     log_avg = torch.logsumexp(log_q_all[1:], 0) - math.log(orders.shape[0])
                     row["tv_orders"] = divergences(log_p, log_normalise(log_avg))["tv"]
-                    weights = (log_q_all[1:, log_p.argmax()] - log_q_all[1:, log_p.argmax()].max()).exp()
-                    row["sdpp"] = float(weights.std(correction=0) / weights.mean())
+                    row["sdpp"] = float(sdpp_of_log_probs(log_q_all[1:, log_p.argmax()]))
                 rows.append(row)
         finally:
             net.train(was_training)

@@ -33,7 +33,7 @@ from .policy import log_prob_orders
 if TYPE_CHECKING:
     from .infer import PartitionTable
 
-__all__ = ["nmi", "ari", "batch_nmi_ari", "marginal_consistency_metric", "SDPPResult", "sdpp", "divergences",
+__all__ = ["nmi", "ari", "batch_nmi_ari", "marginal_consistency_metric", "SDPPResult", "sdpp", "sdpp_of_log_probs", "divergences",
            "entropy", "total_variation", "co_clustering", "co_clustering_mae"]
 
 _CO_CLUSTERING_ELEMENTS = 2**24
@@ -121,9 +121,14 @@ def sdpp(
     keys = torch.rand((num_orders, x.shape[0]), generator=generator, device=generator.device)
     orders = keys.argsort(1).to(x.device)
     log_probs = log_prob_orders(net, x, labels, orders, chunk_size=chunk_size, bf16=bf16)
+    return SDPPResult(sdpp_of_log_probs(log_probs), log_probs, orders)
+
+
+def sdpp_of_log_probs(log_probs: torch.Tensor) -> torch.Tensor:
+    """SDPP (Eq. 32 in [1]) from ``log p(c_rho | x_rho)`` over orders ``(R,)``: ``std(w) /
+    mean(w)`` with ``w = exp(l - max l)`` (population std; no underflow)."""
     weights = torch.exp(log_probs - log_probs.max())
-    value = weights.std(correction=0) / weights.mean()
-    return SDPPResult(value, log_probs, orders)
+    return weights.std(correction=0) / weights.mean()
 
 
 def divergences(log_p: torch.Tensor, log_q: torch.Tensor) -> dict[str, float]:

@@ -127,19 +127,17 @@ class NCPObjective(_Objective):
 
         encodings = policy.encode_points(net, batch.x, bf16=bf16)
         lengths = batch.mask.sum(1).cpu()
-        nll = 0.0
+        nll, parts = 0.0, {}
         for r in range(self.num_orders):
             orders = batch.orders if r == 0 else random_orders(lengths, generator).to(batch.orders.device)
             subset = _step_subset(self.mc_steps, batch, generator)
             kwargs = {"step_subset": subset} if subset is not None else {}
             steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, orders, bf16=bf16, **kwargs)
             nll = nll + losses.ncp_nll(steps)
-            if r == 0:
-                level = energy_level(steps, batch.mask) if subset is None else None
+            if r == 0 and subset is None:
+                parts["energy_level"] = energy_level(steps, batch.mask)
         nll = nll / self.num_orders
-        parts = {"nll": float(nll.detach().mean())}
-        if level is not None:
-            parts["energy_level"] = level
+        parts["nll"] = float(nll.detach().mean())
         return nll.mean(), parts
 
 
