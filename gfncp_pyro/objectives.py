@@ -108,16 +108,27 @@ class NCPObjective(_Objective):
     :param int num_orders: orders per set: the batch's own and ``num_orders - 1`` more random
         ones, the NLL averaged over them (NCP's reference code trains with 6). The points are
         encoded once and shared by the orders' teacher-forced passes.
+    :param gauge: ``"none"`` (NCP as published) or ``"normalizer"``: add ``delta`` times the mean
+        square of each non-terminal step's log-normaliser along the batch's own order
+        (:func:`~gfncp_pyro.losses.normalizer_gauge`). The likelihood is blind to a common shift
+        of one step's energies, so without it their level drifts (:func:`energy_level`); the
+        penalty changes no policy, it only pins that level.
+    :param float delta: weight of the gauge term.
     """
 
     name: ClassVar[str] = "ncp"
     explores: ClassVar[bool] = False  # trains on data partitions only
     mc_steps: int | None = None
     num_orders: int = 1
+    gauge: Literal["none", "normalizer"] = "none"
+    delta: float = 0.0
 
     def __post_init__(self):
+        self.check_literals()
         _check_mc_steps(self.mc_steps)
         check_int(self.num_orders, "num_orders", 1)
+        if finite_float(self.delta, "delta") < 0:
+            raise ValueError(f"delta must be a non-negative finite number, got {self.delta!r}")
 
     def loss(self, net: EnergyNet, batch: "SetBatch", generator: torch.Generator, *,
              step: int | None = None, bf16: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
@@ -136,8 +147,13 @@ class NCPObjective(_Objective):
             nll = nll + losses.ncp_nll(steps)
             if r == 0 and subset is None:
                 parts["energy_level"] = energy_level(steps, batch.mask)
+            if r == 0 and self.gauge == "normalizer":
+                reg = losses.normalizer_gauge(steps)
         nll = nll / self.num_orders
         parts["nll"] = float(nll.detach().mean())
+        if self.gauge == "normalizer":
+            parts["reg"] = float(reg.detach().mean())
+            return (nll + self.delta * reg).mean(), parts
         return nll.mean(), parts
 
 

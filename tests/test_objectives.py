@@ -507,3 +507,29 @@ def test_energy_level_is_the_mean_absolute_step_log_normaliser_and_is_logged():
     generator = torch.Generator().manual_seed(0)
     assert "energy_level" in config.objective.loss(NET, batch, generator, step=10**6)[1]
     assert "energy_level" in preset("mog2d-small", objective="ncp").objective.loss(NET, batch, generator)[1]
+
+
+def test_ncp_normalizer_gauge_adds_delta_times_the_mean_square_step_log_normaliser():
+    config = preset("mog2d-small", objective="ncp", gauge="normalizer", delta=0.25, n_max=7)
+    assert config.objective == NCPObjective(gauge="normalizer", delta=0.25)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    loss, parts = config.objective.loss(net, batch, torch.Generator())
+    with torch.no_grad():
+        steps = policy.teacher_force(net, batch.x, batch.labels, batch.mask, batch.orders)
+        nll = -policy.log_prob(net, batch.x, batch.labels, batch.mask, batch.orders)
+    penalties = []  # slow loop: steps 0 .. N-2 of each set, logsumexp over its candidates
+    for b in range(batch.x.shape[0]):
+        n = int(batch.mask[b].sum())
+        squares = [float(torch.logsumexp(-steps.energies[b, t][steps.candidate_mask[b, t]], 0)) ** 2
+                   for t in range(n - 1)]
+        penalties.append(sum(squares) / len(squares) if squares else 0.0)
+    expected = float(nll.mean()) + 0.25 * sum(penalties) / len(penalties)
+    assert abs(float(loss.detach()) - expected) < 1e-9
+    assert abs(parts["reg"] - sum(penalties) / len(penalties)) < 1e-9 and abs(parts["nll"] - float(nll.mean())) < 1e-9
+    plain, plain_parts = NCPObjective().loss(net, batch, torch.Generator())
+    assert abs(float(plain.detach()) - float(nll.mean())) < 1e-9 and "reg" not in plain_parts
+    with pytest.raises(ValueError, match="delta must be a non-negative"):
+        NCPObjective(delta=-1.0)
+    with pytest.raises(ValueError, match="gauge"):
+        NCPObjective(gauge="final")
