@@ -31,6 +31,8 @@ def test_a_config_is_made_of_typed_sections():
     assert isinstance(config.objective, GFNCPObjective) and config.objective.mc_steps == 16
     assert config.model.alpha == 1.0 and config.optim.batch_size == 16 and config.monitor.val_sets == 64
     assert TrainConfig().objective == DEFAULT_OBJECTIVE == GFNCPObjective()
+    # the default pins the energies' free per-step level (without it 3 of 4 runs diverged)
+    assert (DEFAULT_OBJECTIVE.gauge, DEFAULT_OBJECTIVE.delta) == ("normalizer", 1e-4)
     assert isinstance(preset("mog2d-small", objective="ncp").objective, NCPObjective)
 
 
@@ -49,8 +51,11 @@ def test_version_1_dicts_read_to_the_same_settings(name):
             assert flat[key] == value, key
         else:  # fields of another kind of data, at their unused values
             assert value in (None, False, "all"), key
-    if name in PRESETS:
-        assert config == PRESETS[name]
+    if name in PRESETS:  # the preset as it was then: the objective default gained the gauge on 2026-12-03
+        then = PRESETS[name]
+        if then.objective.name == "gfncp" and then.objective.mc_steps is None:
+            then = then.replace(gauge="none", delta=0.0)
+        assert config == then
     assert TrainConfig.from_dict(_jsonable(config.to_dict())) == config
 
 

@@ -442,7 +442,7 @@ def test_max_target_is_the_mean_square_distance_to_the_best_order():
     (log q_r - max_r' log q_r')^2 (the reward cancels), recomputed from policy.log_prob."""
     from gfncp_pyro.data import random_orders
 
-    config = preset("mog2d-small", balance_target="max", balance_orders=3, beta=1.0, n_max=7, lambda_cd=0.0,
+    config = preset("mog2d-small", balance_target="max", balance_orders=3, beta=1.0, n_max=7, lambda_cd=0.0, gauge="none",
                     balance_samples=0, mc_weight=1.0, mc_warmup=0, mc_ramp=0)
     net = ref.make_net(3, torch.float64)
     batch = _batch(config)
