@@ -71,9 +71,9 @@ def energy_level(steps: policy.StepEnergies, mask: torch.Tensor) -> float:
     """Mean ``|logsumexp_k(-E[t, k])|`` over the real steps of a teacher-forced pass: the level of
     the energies along the free direction that neither the likelihood nor the variance balance
     sees (a common shift of a step's energies). Logged to watch it drift: in float32 a level
-    of ~1e7 leaves the policy no precision (the shipped default's level after 3,000 iterations is
-    ~490; two runs of the same objective that diverged had reached ~1e7,
-    ``validation/results/ablation.md``)."""
+    of ~1e7 leaves the policy no precision (without a gauge the level reached ~490 after 3,000
+    iterations in the one run of four that did not diverge, 1e4-1e8 in the three that did; with
+    the default normaliser gauge it peaked at 88 early on and ended near 8, ``validation/results/ablation.md``)."""
     with torch.no_grad():
         return float(policy.step_log_normalizer(steps)[mask].abs().mean())
 
