@@ -74,8 +74,10 @@ def test_shipped_checkpoints_still_load(path):
     from gfncp_pyro.checkpoint import load_checkpoint, load_model
 
     state = load_checkpoint(path)
-    assert "version" not in state["config"]  # written as version 1
+    # files shipped up to 2026-12-02 were written as version 1 (flat), later ones as version 2
+    assert state["config"].get("version", 1) in (1, CONFIG_VERSION)
     net, config = load_model(path)
+    assert TrainConfig.from_dict(_jsonable(config.to_dict())) == config
     assert config.net == net.config and config.data == MixtureData()
     assert config.objective.name == path.stem.split("-")[-1].split("_")[0]
 
