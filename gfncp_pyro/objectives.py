@@ -72,7 +72,7 @@ def energy_level(steps: policy.StepEnergies, mask: torch.Tensor) -> float:
     the energies along the free direction that neither the likelihood nor the variance balance
     sees (a common shift of a step's energies). Logged to watch it drift: in float32 a level
     of ~1e7 leaves the policy no precision (without a gauge the level reached ~490 after 3,000
-    iterations in the one run of four that did not diverge, 1e4-1e8 in the three that did; with
+    iterations in the one run of four that did not diverge, ~1e7-3e8 in the three that did; with
     the default normaliser gauge it peaked at 88 early on and ended near 8, ``validation/results/ablation.md``)."""
     with torch.no_grad():
         return float(policy.step_log_normalizer(steps)[mask].abs().mean())
@@ -145,15 +145,16 @@ class NCPObjective(_Objective):
             kwargs = {"step_subset": subset} if subset is not None else {}
             steps = policy.teacher_force(net, encodings, batch.labels, batch.mask, orders, bf16=bf16, **kwargs)
             nll = nll + losses.ncp_nll(steps)
-            if r == 0 and subset is None:
-                parts["energy_level"] = energy_level(steps, batch.mask)
-            if r == 0 and self.gauge == "normalizer":
-                reg = losses.normalizer_gauge(steps)
+            if r == 0:
+                own = steps  # the batch's own order: its energy level and its gauge term
         nll = nll / self.num_orders
         parts["nll"] = float(nll.detach().mean())
+        if own.step_subset is None:
+            parts["energy_level"] = energy_level(own, batch.mask)
         if self.gauge == "normalizer":
+            reg = losses.normalizer_gauge(own)
             parts["reg"] = float(reg.detach().mean())
-            return (nll + self.delta * reg).mean(), parts
+            nll = nll + self.delta * reg
         return nll.mean(), parts
 
 
@@ -164,7 +165,7 @@ class GFNCPObjective(_Objective):
     The field defaults are the package's default objective (the variance balance over 4 orders
     and 2 detached policy samples, weight 0 for 400 iterations then ramped to 0.1 over 400, the
     reward by the NLL averaged over the orders, the normaliser gauge at ``delta = 1e-4``: without
-    it three runs of four diverged, their energies' free level drifting to ~1e7,
+    it three runs of four diverged, their energies' free level drifting to ~1e7-3e8,
     ``validation/results/ablation.md``); :data:`gfncp_pyro.config.PAPER_OBJECTIVE` is the
     paper's (min-shifted flow balance, Eq. 28 gauge, CD reward).
 
