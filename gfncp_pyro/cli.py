@@ -49,6 +49,7 @@ _OVERRIDES = {
     "balance_samples": ("balance_samples", int), "balance_target": ("balance_target", str), "gauge": ("gauge", str), "mc_weight": ("mc_weight", float),
     "mc_warmup": ("mc_warmup", int), "mc_ramp": ("mc_ramp", int), "mc_calibrate": ("mc_calibrate", int), "explore": ("explore", str),
     "order_weight": ("order_weight", float), "order_draw": ("order_draw", str),
+    "sample_orders": ("sample_orders", int), "order_target": ("order_target", str),
     "panel_sets": ("panel_sets", int), "select_by": ("select_by", str),
     "x_dim": ("net_x_dim", int), "threads": ("threads", int),
     "num_orders": ("num_orders", int), "init": ("init", str),

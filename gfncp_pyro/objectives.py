@@ -220,6 +220,16 @@ class GFNCPObjective(_Objective):
         first iteration: turned on after a likelihood-only warm-up it meets the large order
         variance the likelihood leaves and the gradients explode (measured: gradient norms
         1e5-1e7 once its weight passed ~0.3, ``validation/results/ablation.md``). ``0``: off.
+    :param order_target: the order term's target: ``"mean"``, the variance of ``log q`` over the
+        orders, or ``"max"``, the mean square of each order's gap to the largest ``log q`` held
+        fixed. The variance can also be lowered by flattening q (a flatter policy's log-probabilities
+        spread less over orders); the gap to the best order only lifts the orders that lag.
+    :param int sample_orders: ``order_weight > 0`` only: orders along which each of the
+        ``balance_samples`` policy samples is scored (its own and ``sample_orders - 1`` more
+        random ones); the order-variance term then also averages the variance of
+        ``log q(c_s | x, rho)`` over each sample's orders, so order invariance is asked of the
+        partitions the policy puts its mass on, not only of the data partition. ``1``: the data
+        partition only.
     :param float beta: probability that a training set keeps its data partition; otherwise it
         gets an exploration partition (space exploration, Alg. 1 in [1]); the batch sampler
         draws which (:func:`~gfncp_pyro.train.draw_batch`).
@@ -245,6 +255,8 @@ class GFNCPObjective(_Objective):
     explore: Literal["uniform", "policy"] = "uniform"
     mc_steps: int | None = None
     order_weight: float = 0.0
+    order_target: Literal["mean", "max"] = "mean"
+    sample_orders: int = 1
     beta: float = 1.0
 
     def __post_init__(self):
@@ -262,6 +274,11 @@ class GFNCPObjective(_Objective):
             raise ValueError(f"beta must lie in [0, 1], got {self.beta}")
         for name in ("balance_orders", "balance_samples"):
             check_int(getattr(self, name), name)
+        check_int(self.sample_orders, "sample_orders", 1)
+        if self.sample_orders > 1 and (self.order_weight <= 0 or self.balance_samples < 1):
+            raise ValueError(f"sample_orders={self.sample_orders} scores the policy samples for the order-variance "
+                             f"term: it needs order_weight > 0 and balance_samples >= 1, got order_weight="
+                             f"{self.order_weight!r}, balance_samples={self.balance_samples!r}")
         if self.balance == "trajectory" and (self.flow == "paper" or self.mc_steps is not None):
             raise ValueError("balance='trajectory' needs flow='consistent', 'offset' or 'state' and every step "
                              "(mc_steps=None)")
@@ -345,6 +362,13 @@ class GFNCPObjective(_Objective):
                 orders.append(sample_orders)
                 passes.append(policy.teacher_force(net, encodings, labels[-1], batch.mask, sample_orders, bf16=bf16))
         log_q = torch.stack([policy.trajectory_log_prob(steps) for steps in passes])  # (T, B)
+        sample_order_var = None
+        if M and self.sample_orders > 1:  # each sample along more orders, for the order-variance term only
+            extra = [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(self.sample_orders - 1)]
+            rescored = torch.stack([torch.stack([policy.trajectory_log_prob(policy.teacher_force(
+                net, encodings, labels[R + j], batch.mask, order, bf16=bf16)) for order in extra]) for j in range(M)])
+            per_sample = torch.cat([log_q[R:].unsqueeze(1), rescored], 1)  # (M, sample_orders, B)
+            sample_order_var = self._order_spread(per_sample, 1).mean(0)
         energy = torch.stack([losses.final_energy(steps) for steps in passes])
         energy = energy.detach() if self.detach_reward else energy
         if self.balance_target == "max":
@@ -358,14 +382,27 @@ class GFNCPObjective(_Objective):
         parts = {"mc": float(balance.detach().mean()), "mc_weight": weight,
                  "order_var": float(order_var.detach().mean()) if R > 1 else 0.0,
                  "energy_level": energy_level(passes[0], batch.mask)}
+        if sample_order_var is not None:
+            parts["sample_order_var"] = float(sample_order_var.detach().mean())
         if self.order_weight > 0:  # from the first iteration, at full weight (not on the balance schedule)
-            total = total + self.order_weight * order_var
+            spread = self._order_spread(log_q[:R], 0) if R > 1 else None
+            if sample_order_var is not None:
+                spread = sample_order_var if spread is None else (spread + sample_order_var) / 2
+            total = total + self.order_weight * spread
         own = passes[0]._replace(state_features=None)
         reg = self._gauge(net, own, encodings, batch, losses.final_energy(own), bf16)  # the batch's own order
         loss = self._with_gauge(total, reg, parts)
         if self.lambda_cd > 0 and bool(batch.is_data.any()):
             loss = loss + self._data_term(-log_q[:R].mean(0)[batch.is_data], batch.is_data, parts, "nll")
         return loss, parts
+
+    def _order_spread(self, log_q: torch.Tensor, dim: int) -> torch.Tensor:
+        """The order term of ``log q`` over the orders along ``dim``: their variance
+        (``order_target="mean"``) or the mean square of each order's gap to the best one, held
+        fixed (``"max"``: lifts the orders that lag and pushes none down)."""
+        if self.order_target == "max":
+            return (log_q - log_q.detach().amax(dim, keepdim=True)).square().mean(dim)
+        return log_q.var(dim, correction=0)
 
     def _with_gauge(self, total: torch.Tensor, reg: torch.Tensor | None, parts: dict) -> torch.Tensor:
         """``mean_b[total_b + delta * reg_b]`` (``reg`` ``None``: no gauge term)."""

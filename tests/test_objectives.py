@@ -491,6 +491,72 @@ def test_order_weight_adds_the_variance_of_log_q_over_the_data_orders():
         GFNCPObjective(balance="variance", reward="nll", balance_orders=1, balance_samples=2, order_weight=1.0)
 
 
+def test_sample_orders_adds_the_order_variance_of_the_policy_samples():
+    """``sample_orders = S`` scores each policy sample along S orders (its own, then S - 1 random
+    ones) and averages that variance with the data partition's: recomputed with the same draws
+    and one ``policy.log_prob`` call per sample and order (a slow loop)."""
+    from gfncp_pyro.data import random_orders
+
+    config = preset("mog2d-small", n_max=9, beta=1.0)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    base = GFNCPObjective(balance="variance", balance_orders=2, balance_samples=2, reward="nll", delta=0.0,
+                          gauge="none", mc_weight=0.5, order_weight=1.5)
+    loss0, parts0 = base.loss(net, batch, torch.Generator().manual_seed(7), background=False)
+    scored = GFNCPObjective(**{**base.__dict__, "sample_orders": 3})
+    loss1, parts = scored.loss(net, batch, torch.Generator().manual_seed(7), background=False)
+    # the objective's draws: R - 1 data orders, the samples' order, the samples, S - 1 more orders
+    generator = torch.Generator().manual_seed(7)
+    lengths = batch.mask.sum(1)
+    random_orders(lengths, generator)
+    own = random_orders(lengths, generator)
+    with torch.no_grad():
+        samples = decoding.sample(net, batch.x, 2, mask=batch.mask, orders=own, generator=generator)[0]
+        extra = [random_orders(lengths, generator) for _ in range(2)]
+        slow = []
+        for j in range(2):
+            labels = torch.where(batch.mask, samples[:, j], batch.labels)
+            log_q = torch.stack([policy.log_prob(net, batch.x, labels, batch.mask, o) for o in [own] + extra])
+            slow.append([float(((log_q[:, b] - log_q[:, b].mean()) ** 2).mean()) for b in range(log_q.shape[1])])
+    expected = sum(sum(row) for row in slow) / (2 * len(slow[0]))
+    assert abs(parts["sample_order_var"] - expected) < 1e-9
+    assert abs(parts["order_var"] - parts0["order_var"]) < 1e-12  # the data term is unchanged
+    # loss: order_weight times the mean of the two variances instead of the data one alone
+    change = 1.5 * ((parts0["order_var"] + expected) / 2 - parts0["order_var"])
+    assert abs(float((loss1 - loss0).detach()) - change) < 1e-9
+    for bad in (dict(order_weight=0.0), dict(balance_samples=0, balance_orders=3)):
+        with pytest.raises(ValueError, match="sample_orders"):
+            GFNCPObjective(**{**scored.__dict__, **bad})
+
+
+def test_order_target_max_penalises_each_order_gap_to_the_best_order():
+    """``order_target="max"``: ``w * mean_r (log q_r - max_r' log q_r')^2`` over the data orders
+    (slow loop as above), with no gradient through the max."""
+    from gfncp_pyro.data import random_orders
+
+    config = preset("mog2d-small", n_max=9, beta=1.0)
+    net = ref.make_net(2, torch.float64)
+    batch = _batch(config)
+    base = GFNCPObjective(balance="variance", balance_orders=3, balance_samples=0, reward="nll", delta=0.0,
+                          gauge="none", mc_weight=0.5)
+    loss0, _ = base.loss(net, batch, torch.Generator().manual_seed(5))
+    lifted = GFNCPObjective(**{**base.__dict__, "order_weight": 2.0, "order_target": "max"})
+    loss1, _ = lifted.loss(net, batch, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    lengths = batch.mask.sum(1)
+    orders = [batch.orders] + [random_orders(lengths, generator) for _ in range(2)]
+    with torch.no_grad():
+        log_q = torch.stack([policy.log_prob(net, batch.x, batch.labels, batch.mask, o) for o in orders])
+    slow = sum(float(((log_q[:, b] - log_q[:, b].max()) ** 2).mean()) for b in range(log_q.shape[1])) / log_q.shape[1]
+    assert abs(float((loss1 - loss0).detach()) - 2.0 * slow) < 1e-9
+    # the best order of each set gets no gradient from the term; the others are pulled up
+    log_q = log_q.clone().requires_grad_(True)
+    lifted._order_spread(log_q, 0).sum().backward()
+    best = log_q.detach().argmax(0)
+    assert torch.all(log_q.grad.gather(0, best[None]) == 0)
+    assert torch.all(log_q.grad <= 0)
+
+
 def test_energy_level_is_the_mean_absolute_step_log_normaliser_and_is_logged():
     from gfncp_pyro.objectives import energy_level
 
