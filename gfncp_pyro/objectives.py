@@ -275,6 +275,9 @@ class GFNCPObjective(_Objective):
         for name in ("balance_orders", "balance_samples"):
             check_int(getattr(self, name), name)
         check_int(self.sample_orders, "sample_orders", 1)
+        if self.order_target != "mean" and self.order_weight <= 0:
+            raise ValueError(f"order_target={self.order_target!r} chooses the order term's target: it needs "
+                             f"order_weight > 0, got {self.order_weight!r}")
         if self.sample_orders > 1 and (self.order_weight <= 0 or self.balance_samples < 1):
             raise ValueError(f"sample_orders={self.sample_orders} scores the policy samples for the order-variance "
                              f"term: it needs order_weight > 0 and balance_samples >= 1, got order_weight="
@@ -365,9 +368,12 @@ class GFNCPObjective(_Objective):
         sample_order_var = None
         if M and self.sample_orders > 1:  # each sample along more orders, for the order-variance term only
             extra = [random_orders(lengths.cpu(), generator).to(batch.orders.device) for _ in range(self.sample_orders - 1)]
-            rescored = torch.stack([torch.stack([policy.trajectory_log_prob(policy.teacher_force(
-                net, encodings, labels[R + j], batch.mask, order, bf16=bf16)) for order in extra]) for j in range(M)])
-            per_sample = torch.cat([log_q[R:].unsqueeze(1), rescored], 1)  # (M, sample_orders, B)
+            per_sample = []
+            for j in range(M):  # sample j along its own order (already in log_q), then the extra ones
+                passes_j = [policy.teacher_force(net, encodings, labels[R + j], batch.mask, order, bf16=bf16)
+                            for order in extra]
+                per_sample.append(torch.stack([log_q[R + j]] + [policy.trajectory_log_prob(steps) for steps in passes_j]))
+            per_sample = torch.stack(per_sample)  # (M, sample_orders, B)
             sample_order_var = self._order_spread(per_sample, 1).mean(0)
         energy = torch.stack([losses.final_energy(steps) for steps in passes])
         energy = energy.detach() if self.detach_reward else energy
@@ -385,7 +391,7 @@ class GFNCPObjective(_Objective):
         if sample_order_var is not None:
             parts["sample_order_var"] = float(sample_order_var.detach().mean())
         if self.order_weight > 0:  # from the first iteration, at full weight (not on the balance schedule)
-            spread = self._order_spread(log_q[:R], 0) if R > 1 else None
+            spread = None if R == 1 else order_var if self.order_target == "mean" else self._order_spread(log_q[:R], 0)
             if sample_order_var is not None:
                 spread = sample_order_var if spread is None else (spread + sample_order_var) / 2
             total = total + self.order_weight * spread

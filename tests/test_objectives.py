@@ -555,6 +555,8 @@ def test_order_target_max_penalises_each_order_gap_to_the_best_order():
     best = log_q.detach().argmax(0)
     assert torch.all(log_q.grad.gather(0, best[None]) == 0)
     assert torch.all(log_q.grad <= 0)
+    with pytest.raises(ValueError, match="order_target"):
+        GFNCPObjective(**{**lifted.__dict__, "order_weight": 0.0})
 
 
 def test_energy_level_is_the_mean_absolute_step_log_normaliser_and_is_logged():
