@@ -391,7 +391,9 @@ class GFNCPObjective(_Objective):
         if sample_order_var is not None:
             parts["sample_order_var"] = float(sample_order_var.detach().mean())
         if self.order_weight > 0:  # from the first iteration, at full weight (not on the balance schedule)
-            spread = None if R == 1 else order_var if self.order_target == "mean" else self._order_spread(log_q[:R], 0)
+            spread = None
+            if R > 1:  # "mean" is the variance logged above; "max" needs its own spread
+                spread = order_var if self.order_target == "mean" else self._order_spread(log_q[:R], 0)
             if sample_order_var is not None:
                 spread = sample_order_var if spread is None else (spread + sample_order_var) / 2
             total = total + self.order_weight * spread
